@@ -1,0 +1,273 @@
+"""``frontdoor``: the command line.
+
+Errors a user can act on are printed as ``error: ...`` with exit status 1 (2 for bad
+arguments, as click does); never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+
+from . import audit
+from .calendar_cli import calendar_group
+from .core import Engine
+from .db import Database
+from .errors import DefinitionError, FrontdoorError
+from .models import Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+LONDON = ZoneInfo("Europe/London")
+
+
+def _engine(ctx: click.Context) -> Engine:
+    engine = ctx.obj.get("engine") if ctx.obj else None
+    if engine is None:
+        engine = Engine(Database(ctx.obj.get("database_url") if ctx.obj else None))
+        ctx.ensure_object(dict)["engine"] = engine
+    return engine
+
+
+def user_errors(function: F) -> F:
+    """Turn the engine's errors into a message and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DefinitionError as exc:
+            for finding in exc.findings:
+                click.echo(f"error: {finding}", err=True)
+            sys.exit(1)
+        except FrontdoorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter('give a JSON object, e.g. \'{"decision": "refer"}\'')
+    return data
+
+
+@click.group()
+@click.option("--database-url", envvar="FRONTDOOR_DATABASE_URL", help="Defaults to instance/frontdoor.db.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Frontdoor: the BPMN workflow engine for the front door of children's social care."""
+    ctx.ensure_object(dict)["database_url"] = database_url
+
+
+cli.add_command(calendar_group)
+
+
+@cli.command()
+@click.option("--no-demo", is_flag=True, help="Do not create the demo teams and users.")
+@click.pass_context
+@user_errors
+def init(ctx: click.Context, no_demo: bool) -> None:
+    """Create or upgrade the database, deploy processes/, add demo staff. Safe to run again."""
+    counts = _engine(ctx).init(demo=not no_demo)
+    click.echo(
+        f"ok: schema up to date; {counts['roles']} roles, {counts['staff']} staff records and "
+        f"{counts['deployed']} process versions added"
+    )
+
+
+@cli.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--by", default="cli", show_default=True, help="Who is deploying (for the audit trail).")
+@click.pass_context
+@user_errors
+def deploy(ctx: click.Context, files: tuple[Path, ...], by: str) -> None:
+    """Deploy BPMN FILES together (call activities may cross them). All or nothing."""
+    for result in _engine(ctx).deploy_paths(files, by):
+        state = "deployed" if result.created else "unchanged, already deployed as"
+        click.echo(f"{result.key}: {state} version {result.version}")
+
+
+@cli.group()
+def processes() -> None:
+    """Deployed processes."""
+
+
+@processes.command("list")
+@click.pass_context
+@user_errors
+def processes_list(ctx: click.Context) -> None:
+    """Every deployed version, newest last."""
+    rows = _engine(ctx).list_processes()
+    if not rows:
+        click.echo("nothing deployed yet: run `frontdoor init` or `frontdoor deploy FILE`")
+    for d in rows:
+        when = d.deployed_at.astimezone(LONDON).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{d.key}\tv{d.version}\t{d.status}\t{when}\t{d.deployed_by}\t{d.name or ''}")
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--case", "case_reference", help="The child's case reference; created if new.")
+@click.option("--team", help="The team a new case belongs to.")
+@click.option("--data", callback=_json_option, help="Initial process data as a JSON object.")
+@click.option("--by", default="cli", show_default=True, help="Who is starting it.")
+@click.pass_context
+@user_errors
+def start(
+    ctx: click.Context, key: str, case_reference: str | None, team: str | None, data: Any, by: str
+) -> None:
+    """Start the newest version of process KEY."""
+    result = _engine(ctx).start(key, by, case_reference=case_reference, data=data, team_key=team)
+    click.echo(
+        f"started instance {result.instance_id}"
+        + (f" on case {result.case_reference}" if result.case_reference else "")
+    )
+    for task_id in result.open_tasks:
+        click.echo(f"  task {task_id}")
+
+
+def _task_dict(task: Task) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.astimezone(UTC).isoformat() if value else None
+
+    return {
+        "id": task.id,
+        "name": task.name,
+        "process": task.process_key,
+        "element": task.element_id,
+        "instance": task.instance_id,
+        "case": task.case_id,
+        "role": task.role_key,
+        "team": task.team_key,
+        "assignee": task.assignee,
+        "status": task.status,
+        "created_at": iso(task.created_at),
+        "due_at": iso(task.due_at),
+        "escalation_level": task.escalation_level,
+        "form": task.form_key,
+    }
+
+
+@cli.command()
+@click.option("--user", help="Tasks assigned to this user (my tasks).")
+@click.option("--team", help="The team's queue.")
+@click.option("--case", "case_reference", help="Tasks of one case.")
+@click.option("--all", "include_closed", is_flag=True, help="Include completed and cancelled tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@user_errors
+def tasks(
+    ctx: click.Context,
+    user: str | None,
+    team: str | None,
+    case_reference: str | None,
+    include_closed: bool,
+    as_json: bool,
+) -> None:
+    """Open tasks, soonest due first."""
+    rows = _engine(ctx).tasks(
+        user=user, team=team, case_reference=case_reference, include_closed=include_closed
+    )
+    if as_json:
+        click.echo(json.dumps([_task_dict(t) for t in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no tasks")
+    for t in rows:
+        due = t.due_at.astimezone(LONDON).strftime("%Y-%m-%d %H:%M") if t.due_at else "-"
+        fields = [
+            t.id,
+            t.name,
+            t.status,
+            t.assignee or "-",
+            t.team_key or "-",
+            t.role_key or "-",
+            f"due {due}",
+        ]
+        click.echo("\t".join(fields))
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--user", required=True)
+@click.pass_context
+@user_errors
+def claim(ctx: click.Context, task_id: str, user: str) -> None:
+    """Take a task from the queue."""
+    _engine(ctx).claim(task_id, user)
+    click.echo(f"claimed by {user}")
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--user", required=True)
+@click.pass_context
+@user_errors
+def unclaim(ctx: click.Context, task_id: str, user: str) -> None:
+    """Put a claimed task back in the queue."""
+    _engine(ctx).unclaim(task_id, user)
+    click.echo("back in the queue")
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--to", "assignee", required=True, help="Who gets the task.")
+@click.option("--by", required=True, help="The manager assigning it.")
+@click.pass_context
+@user_errors
+def assign(ctx: click.Context, task_id: str, assignee: str, by: str) -> None:
+    """A manager assigns or reassigns a task."""
+    _engine(ctx).assign(task_id, assignee, by)
+    click.echo(f"assigned to {assignee}")
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--user", required=True)
+@click.option("--data", callback=_json_option, help="The form's answers as a JSON object.")
+@click.pass_context
+@user_errors
+def complete(ctx: click.Context, task_id: str, user: str, data: Any) -> None:
+    """Complete a task and move the process on."""
+    _engine(ctx).complete(task_id, user, data or {})
+    click.echo("completed")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+@click.pass_context
+@user_errors
+def audit_verify(ctx: click.Context) -> None:
+    """Check the whole hash chain; exit status 1 at the first broken row."""
+    with _engine(ctx).db.read() as session:
+        broken = audit.verify(session)
+    if broken is None:
+        click.echo("ok")
+        return
+    click.echo(f"broken at row {broken.seq}: {broken.reason}")
+    sys.exit(1)
+
+
+def main() -> None:
+    cli(obj={})

@@ -1,0 +1,632 @@
+"""The engine's commands.  Each one is a single transaction (DESIGN.md, "Data flow of one command"):
+
+1. load the instance row and the cached spec of its version;
+2. restore the SpiffWorkflow state, act, run engine steps until the instance waits;
+3. write the new state with ``UPDATE ... WHERE id = :id AND revision = :seen``;
+4. bring the task projection up to date and append the audit events;
+5. commit.  Any error on the way rolls all of it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import sqlalchemy as sa
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import Task as SpiffTask
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.orm import Session
+
+from . import audit, clock, definitions, directory
+from .audit import PendingEvent
+from .db import Database
+from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
+from .models import CaseRecord, ProcessDefinition, ProcessInstance, Role, Task
+from .registry import Registry
+from .runtime import Runtime, SpecBundle
+
+OPEN_STATUSES = ("ready", "claimed")
+
+
+@dataclass(frozen=True)
+class StartResult:
+    instance_id: int
+    case_reference: str | None
+    open_tasks: list[str]
+
+
+@dataclass
+class _Command:
+    """What one command changed, gathered as it runs and written at the end."""
+
+    actor: str
+    events: list[PendingEvent] = field(default_factory=list)
+
+
+def check_json(data: Any, what: str = "data") -> dict[str, Any]:
+    """Refuse data that cannot be stored as JSON, before anything is written."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidData(f"{what} must be a JSON object (name: value pairs), not {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise InvalidData(
+                f"{what}: the field name {key!r} cannot be used; use letters, digits and underscores, "
+                "starting with a letter"
+            )
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidData(f"{what} cannot be stored as JSON: {exc}") from None
+    _reject_non_finite(data, what)
+    return data
+
+
+def _reject_non_finite(value: Any, what: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidData(f"{what} contains {value}, which JSON cannot hold")
+    if isinstance(value, dict):
+        for v in value.values():
+            _reject_non_finite(v, what)
+    elif isinstance(value, list):
+        for v in value:
+            _reject_non_finite(v, what)
+
+
+def _process_error(exc: Exception) -> ProcessError:
+    task = getattr(exc, "task", None)
+    spec = getattr(task, "task_spec", None) or getattr(exc, "task_spec", None)
+    element_id = getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+    element_name = getattr(spec, "bpmn_name", None)
+    detail = str(exc)
+    inner = getattr(exc, "error", None) or getattr(exc, "exception", None)
+    if inner is not None and str(inner) not in detail:
+        detail += f": {inner}"
+    hint = "; correct it in the diagram and deploy a new version" if element_id else ""
+    return ProcessError(f"{detail}{hint}", element_id, element_name)
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry or Registry()
+        self.runtime = runtime or Runtime(self.registry.functions)
+        self.specs = definitions.SpecCache()
+
+    # ----------------------------------------------------------------- setup
+
+    def init(self, actor: str = "system", demo: bool = True) -> dict[str, int]:
+        """Create or upgrade the schema, load roles, deploy ``processes/``, add the demo staff.
+
+        Idempotent: a second run changes nothing.
+        """
+        self.db.upgrade()
+        counts = {"roles": 0, "staff": 0, "deployed": 0}
+        with self.db.transaction() as session:
+            counts["roles"] = directory.sync_roles(session, self.registry.roles())
+            if demo:
+                counts["staff"] = directory.sync_staff(session, self.registry.read_json("demo/staff.json"))
+        files = self.registry.bpmn_files()
+        if files:
+            results = self.deploy(
+                [(str(p.relative_to(self.registry.root)), p.read_bytes()) for p in files], actor
+            )
+            counts["deployed"] = sum(1 for r in results if r.created)
+        return counts
+
+    # ----------------------------------------------------------- definitions
+
+    def deploy(self, files: list[tuple[str, bytes]], actor: str) -> list[definitions.DeployResult]:
+        with self.db.transaction() as session:
+            now = clock.now()
+            results = definitions.deploy(session, files, actor, now)
+            events = [
+                PendingEvent(actor, "process.deployed", data={"key": r.key, "version": r.version})
+                for r in results
+                if r.created
+            ]
+            audit.append(session, events, now)
+            return results
+
+    def deploy_paths(self, paths: Iterable[Path], actor: str) -> list[definitions.DeployResult]:
+        files = []
+        for path in paths:
+            try:
+                files.append((path.name, path.read_bytes()))
+            except OSError as exc:
+                raise InvalidData(f"{path}: cannot read the file ({exc.strerror})") from None
+        return self.deploy(files, actor)
+
+    def list_processes(self) -> list[ProcessDefinition]:
+        with self.db.read() as session:
+            return list(
+                session.scalars(
+                    sa.select(ProcessDefinition).order_by(ProcessDefinition.key, ProcessDefinition.version)
+                )
+            )
+
+    # --------------------------------------------------------------- commands
+
+    def start(
+        self,
+        key: str,
+        actor: str,
+        case_reference: str | None = None,
+        data: dict[str, Any] | None = None,
+        team_key: str | None = None,
+        subject_name: str | None = None,
+    ) -> StartResult:
+        data = check_json(data)
+        with self.db.transaction() as session:
+            now = clock.now()
+            command = _Command(actor)
+            definition = definitions.require_latest(session, key)
+            pins = self.specs.resolve_calls(session, definition)
+            bundle = self.specs.bundle(session, definition.id, pins)
+            case = self._case_for_start(session, command, case_reference, team_key, subject_name)
+            workflow = self.runtime.new_workflow(bundle)
+            start_task = workflow.get_next_task(state=TaskState.READY)
+            if start_task is not None and data:
+                start_task.set_data(**data)
+            self._run_engine(workflow)
+            instance = ProcessInstance(
+                definition_id=definition.id,
+                called_definitions=pins,
+                case_id=case.id if case else None,
+                status="running",
+                state=self.runtime.dump(workflow),
+                revision=1,
+                started_at=now,
+                started_by=actor,
+            )
+            session.add(instance)
+            session.flush()
+            command.events.append(
+                PendingEvent(
+                    actor,
+                    "instance.started",
+                    case_id=instance.case_id,
+                    instance_id=instance.id,
+                    data={"process": key, "version": definition.version, "data": data},
+                )
+            )
+            opened = self._sync_tasks(session, command, instance, workflow, bundle, case, now)
+            self._finish(session, command, instance, workflow, now)
+            return StartResult(instance.id, case.reference if case else None, opened)
+
+    def claim(self, task_id: str, username: str) -> None:
+        with self.db.transaction() as session:
+            now = clock.now()
+            task = self._task(session, task_id)
+            user = directory.get_user(session, username)
+            if task.status == "claimed" and task.assignee == username:
+                return
+            self._require_open(task)
+            if task.status == "claimed":
+                raise Conflict(f"'{task.name}' is already claimed by {task.assignee}")
+            directory.check_may_hold(session, user, task.role_key, task.team_key)
+            self._set_assignee(session, task, username, expected_status="ready")
+            audit.append(
+                session,
+                [PendingEvent(username, "task.claimed", task.case_id, task.instance_id, task.id)],
+                now,
+            )
+
+    def unclaim(self, task_id: str, username: str) -> None:
+        with self.db.transaction() as session:
+            now = clock.now()
+            task = self._task(session, task_id)
+            self._require_open(task)
+            if task.assignee != username:
+                raise Conflict(
+                    f"'{task.name}' is not claimed by {username} (held by {task.assignee or 'nobody'})"
+                )
+            updated = _rowcount(
+                session.execute(
+                    sa.update(Task)
+                    .where(Task.id == task.id, Task.status == "claimed", Task.assignee == username)
+                    .values(status="ready", assignee=None)
+                )
+            )
+            if updated != 1:
+                raise Conflict(f"'{task.name}' changed while you were releasing it; reload and try again")
+            audit.append(
+                session,
+                [PendingEvent(username, "task.unclaimed", task.case_id, task.instance_id, task.id)],
+                now,
+            )
+
+    def assign(self, task_id: str, assignee: str, by: str) -> None:
+        """A manager gives the task to ``assignee`` (or reassigns it)."""
+        with self.db.transaction() as session:
+            now = clock.now()
+            task = self._task(session, task_id)
+            self._require_open(task)
+            manager = directory.get_user(session, by)
+            self._check_may_assign(session, manager, task)
+            user = directory.get_user(session, assignee)
+            directory.check_may_hold(session, user, task.role_key, task.team_key)
+            previous = task.assignee
+            self._set_assignee(session, task, assignee, expected_status=task.status, expected=previous)
+            audit.append(
+                session,
+                [
+                    PendingEvent(
+                        by,
+                        "task.assigned",
+                        task.case_id,
+                        task.instance_id,
+                        task.id,
+                        {"assignee": assignee, "previous": previous},
+                    )
+                ],
+                now,
+            )
+
+    def complete(
+        self,
+        task_id: str,
+        username: str,
+        data: dict[str, Any] | None = None,
+        expected_revision: int | None = None,
+    ) -> None:
+        """Complete a human task with the form's data and run the process on until it waits."""
+        data = check_json(data)
+        with self.db.transaction() as session:
+            now = clock.now()
+            command = _Command(username)
+            row = self._task(session, task_id)
+            self._require_open(row)
+            user = directory.get_user(session, username)
+            if row.status == "claimed" and row.assignee != username:
+                raise Conflict(f"'{row.name}' is claimed by {row.assignee}; only they can complete it")
+            if row.status == "ready":
+                directory.check_may_hold(session, user, row.role_key, row.team_key)
+            instance, workflow, bundle = self._load(session, row.instance_id, expected_revision)
+            spiff_task = workflow.get_task_from_id(uuid.UUID(row.id))
+            if (
+                spiff_task is None
+                or not spiff_task.has_state(TaskState.READY)
+                or not spiff_task.task_spec.manual
+            ):
+                raise Conflict(
+                    f"'{row.name}' is no longer waiting to be completed; reload to see where the case is"
+                )
+            before = dict(spiff_task.data)
+            spiff_task.set_data(**data)
+            try:
+                spiff_task.run()
+            except SpiffWorkflowException as exc:
+                raise _process_error(exc) from exc
+            self._run_engine(workflow)
+            changes = {k: v for k, v in data.items() if before.get(k, _MISSING) != v}
+            updated = _rowcount(
+                session.execute(
+                    sa.update(Task)
+                    .where(Task.id == row.id, Task.status.in_(OPEN_STATUSES))
+                    .values(
+                        status="completed",
+                        assignee=username,
+                        completed_by=username,
+                        completed_at=now,
+                        outcome=data,
+                    )
+                )
+            )
+            if updated != 1:
+                raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
+            command.events.append(
+                PendingEvent(
+                    username, "task.completed", row.case_id, row.instance_id, row.id, {"changes": changes}
+                )
+            )
+            case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
+            self._save(session, instance, workflow)
+            self._sync_tasks(session, command, instance, workflow, bundle, case, now)
+            self._finish(session, command, instance, workflow, now)
+
+    def cancel(self, instance_id: int, by: str, reason: str) -> None:
+        if not reason.strip():
+            raise InvalidData("say why the process is being cancelled")
+        with self.db.transaction() as session:
+            now = clock.now()
+            command = _Command(by)
+            instance, workflow, bundle = self._load(session, instance_id, None)
+            if instance.status != "running":
+                raise Conflict(f"process instance {instance_id} is already {instance.status}")
+            workflow.cancel()
+            instance.status = "cancelled"
+            instance.ended_at = now
+            self._save(session, instance, workflow)
+            case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
+            self._sync_tasks(session, command, instance, workflow, bundle, case, now)
+            command.events.append(
+                PendingEvent(by, "instance.cancelled", instance.case_id, instance.id, data={"reason": reason})
+            )
+            audit.append(session, command.events, now)
+
+    # ----------------------------------------------------------------- queries
+
+    def get_task(self, task_id: str) -> Task:
+        with self.db.read() as session:
+            return self._task(session, task_id)
+
+    def tasks(
+        self,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        case_reference: str | None = None,
+        include_closed: bool = False,
+        limit: int = 500,
+    ) -> list[Task]:
+        """My tasks, a team queue, or the tasks of a case: read from the projection only."""
+        query = sa.select(Task)
+        if user is not None:
+            query = query.where(Task.assignee == user)
+        if team is not None:
+            query = query.where(Task.team_key == team)
+        if case_reference is not None:
+            query = query.join(CaseRecord, CaseRecord.id == Task.case_id).where(
+                CaseRecord.reference == case_reference
+            )
+        if not include_closed:
+            query = query.where(Task.status.in_(OPEN_STATUSES))
+        query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id).limit(limit)
+        with self.db.read() as session:
+            return list(session.scalars(query))
+
+    def get_case(self, reference: str) -> CaseRecord:
+        with self.db.read() as session:
+            case = session.scalar(sa.select(CaseRecord).where(CaseRecord.reference == reference))
+            if case is None:
+                raise NotFound(f"there is no case with the reference {reference!r}")
+            return case
+
+    def instance_data(self, instance_id: int) -> dict[str, Any]:
+        """The process data as the workflow holds it now (for tests and diagnostics, not for queues)."""
+        with self.db.read() as session:
+            _, workflow, _ = self._load(session, instance_id, None)
+            task = workflow.last_task or workflow.task_tree
+            return dict(task.data)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _case_for_start(
+        self,
+        session: Session,
+        command: _Command,
+        reference: str | None,
+        team_key: str | None,
+        subject_name: str | None,
+    ) -> CaseRecord | None:
+        if reference is None:
+            return None
+        case = session.scalar(sa.select(CaseRecord).where(CaseRecord.reference == reference))
+        if case is not None:
+            if case.status != "open":
+                raise Conflict(f"case {reference} is {case.status}; reopen it before starting work on it")
+            return case
+        case = CaseRecord(
+            reference=reference,
+            subject_name=subject_name,
+            team_key=team_key,
+            status="open",
+            opened_at=clock.now(),
+        )
+        session.add(case)
+        session.flush()
+        command.events.append(
+            PendingEvent(
+                command.actor, "case.opened", case.id, data={"reference": reference, "team": team_key}
+            )
+        )
+        return case
+
+    def _task(self, session: Session, task_id: str) -> Task:
+        task = session.get(Task, task_id)
+        if task is None:
+            raise NotFound(f"there is no task {task_id!r}; list open tasks with `frontdoor tasks`")
+        return task
+
+    @staticmethod
+    def _require_open(task: Task) -> None:
+        if task.status not in OPEN_STATUSES:
+            by = f" by {task.completed_by}" if task.completed_by else ""
+            raise Conflict(f"'{task.name}' is already {task.status}{by}")
+
+    def _set_assignee(
+        self,
+        session: Session,
+        task: Task,
+        username: str,
+        expected_status: str,
+        expected: str | None = None,
+    ) -> None:
+        condition = [Task.id == task.id, Task.status == expected_status]
+        condition.append(Task.assignee.is_(None) if expected is None else Task.assignee == expected)
+        updated = _rowcount(
+            session.execute(sa.update(Task).where(*condition).values(status="claimed", assignee=username))
+        )
+        if updated != 1:
+            raise Conflict(f"'{task.name}' was claimed or changed by someone else a moment ago; reload")
+
+    def _check_may_assign(self, session: Session, manager: Any, task: Task) -> None:
+        assigning = set(session.scalars(sa.select(Role.key).where(Role.assigns_work.is_(True))))
+        held = directory.memberships(session, manager)
+        if not any(
+            role in assigning and (task.team_key is None or team == task.team_key) for team, role in held
+        ):
+            raise PermissionDenied(
+                f"{manager.username} cannot assign work in the team '{task.team_key}': "
+                "only a manager of that team can"
+            )
+
+    def _load(
+        self, session: Session, instance_id: int, expected_revision: int | None
+    ) -> tuple[ProcessInstance, BpmnWorkflow, SpecBundle]:
+        instance = session.get(ProcessInstance, instance_id)
+        if instance is None:
+            raise NotFound(f"there is no process instance {instance_id}")
+        if expected_revision is not None and instance.revision != expected_revision:
+            raise Conflict(
+                f"the case changed since you opened it (revision {expected_revision}, now "
+                f"{instance.revision}); reload and check before saving"
+            )
+        bundle = self.specs.bundle(session, instance.definition_id, instance.called_definitions or {})
+        return instance, self.runtime.load(instance.state, bundle), bundle
+
+    def _run_engine(self, workflow: BpmnWorkflow) -> None:
+        try:
+            workflow.do_engine_steps()
+        except SpiffWorkflowException as exc:
+            raise _process_error(exc) from exc
+
+    def _save(self, session: Session, instance: ProcessInstance, workflow: BpmnWorkflow) -> None:
+        """Write the new state only if nobody else wrote since we read it."""
+        seen = instance.revision
+        state = self.runtime.dump(workflow)
+        updated = _rowcount(
+            session.execute(
+                sa.update(ProcessInstance)
+                .where(ProcessInstance.id == instance.id, ProcessInstance.revision == seen)
+                .values(state=state, revision=seen + 1, status=instance.status, ended_at=instance.ended_at)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if updated != 1:
+            raise Conflict("someone else changed this case at the same moment; reload and try again")
+        instance.revision = seen + 1
+        session.expire(instance, ["state"])
+
+    def _finish(
+        self, session: Session, command: _Command, instance: ProcessInstance, workflow: BpmnWorkflow, now: Any
+    ) -> None:
+        if workflow.completed and instance.status == "running":
+            instance.status = "completed"
+            instance.ended_at = now
+            session.execute(
+                sa.update(ProcessInstance)
+                .where(ProcessInstance.id == instance.id)
+                .values(status="completed", ended_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            command.events.append(
+                PendingEvent(command.actor, "instance.completed", instance.case_id, instance.id)
+            )
+        audit.append(session, command.events, now)
+
+    def _sync_tasks(
+        self,
+        session: Session,
+        command: _Command,
+        instance: ProcessInstance,
+        workflow: BpmnWorkflow,
+        bundle: SpecBundle,
+        case: CaseRecord | None,
+        now: Any,
+    ) -> list[str]:
+        """Make the task table match the workflow's ready human tasks; return the ids opened."""
+        live: dict[str, SpiffTask] = {
+            str(t.id): t for t in workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual
+        }
+        open_rows = dict(
+            session.execute(
+                sa.select(Task.id, Task.status).where(
+                    Task.instance_id == instance.id, Task.status.in_(OPEN_STATUSES)
+                )
+            ).all()
+        )
+        gone = [task_id for task_id in open_rows if task_id not in live]
+        if gone:
+            session.execute(
+                sa.update(Task)
+                .where(Task.id.in_(gone))
+                .values(status="cancelled", completed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            for task_id in gone:
+                command.events.append(
+                    PendingEvent(command.actor, "task.cancelled", instance.case_id, instance.id, task_id)
+                )
+        opened = []
+        for task_id, spiff_task in live.items():
+            if task_id in open_rows:
+                continue
+            row = self._task_row(session, spiff_task, instance, bundle, case, now)
+            session.add(row)
+            opened.append(task_id)
+            command.events.append(
+                PendingEvent(
+                    command.actor,
+                    "task.created",
+                    instance.case_id,
+                    instance.id,
+                    task_id,
+                    {"element": row.element_id, "name": row.name, "role": row.role_key, "team": row.team_key},
+                )
+            )
+        return opened
+
+    def _task_row(
+        self,
+        session: Session,
+        spiff_task: SpiffTask,
+        instance: ProcessInstance,
+        bundle: SpecBundle,
+        case: CaseRecord | None,
+        now: Any,
+    ) -> Task:
+        spec = spiff_task.task_spec
+        extensions: dict[str, Any] = getattr(spec, "extensions", None) or {}
+        properties: dict[str, str] = extensions.get("properties", {})
+        lane = getattr(spec, "lane", None)
+        role = directory.role_for_lane(session, lane)
+        return Task(
+            id=str(spiff_task.id),
+            instance_id=instance.id,
+            case_id=instance.case_id,
+            process_key=bundle.key,
+            element_id=getattr(spec, "bpmn_id", None) or spec.name,
+            name=getattr(spec, "bpmn_name", None) or spec.name,
+            lane=lane,
+            role_key=role.key if role else None,
+            team_key=properties.get("team") or (case.team_key if case else None),
+            status="ready",
+            created_at=now,
+            form_key=properties.get("formJsonSchemaFilename"),
+            ui_form_key=properties.get("formUiSchemaFilename"),
+            instructions=extensions.get("instructionsForEndUser"),
+        )
+
+
+_MISSING = object()
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    """Rows an UPDATE matched: how optimistic locking sees whether it won."""
+    return cast(sa.CursorResult[Any], result).rowcount
+
+
+def engine_from_env(
+    url: str | None = None,
+    registry: Registry | None = None,
+    configure: Callable[[Engine], None] | None = None,
+) -> Engine:
+    engine = Engine(Database(url), registry)
+    if configure is not None:
+        configure(engine)
+    return engine

@@ -1,0 +1,226 @@
+"""Tables.  See DESIGN.md ("Tables") for what each one is for.
+
+Instants are stored as naive UTC (SQLite has no time zones) and come back as
+aware UTC datetimes through :class:`UTCDateTime`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use engine.clock")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class ProcessDefinition(Base):
+    """One immutable, numbered version of one BPMN process."""
+
+    __tablename__ = "process_definition"
+    __table_args__ = (
+        sa.UniqueConstraint("key", "version"),
+        sa.UniqueConstraint("key", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[int]
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    bpmn_xml: Mapped[str] = mapped_column(sa.Text)
+    # sha256 of the file the process came from: the same content is never deployed twice.
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    deployed_by: Mapped[str] = mapped_column(sa.String(100))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(sa.String(20), default="active")
+
+
+class CaseRecord(Base):
+    """One child's episode, from contact to closure."""
+
+    __tablename__ = "case_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    subject_name: Mapped[str | None] = mapped_column(sa.String(255))
+    team_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    worker: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="open")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProcessInstance(Base):
+    __tablename__ = "process_instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(sa.ForeignKey("process_definition.id"), index=True)
+    # Call activities to other files resolve to the versions deployed when the instance started;
+    # {called process key: definition id}, so a running instance never changes underneath.
+    called_definitions: Mapped[dict[str, int]] = mapped_column(JSONType, default=dict)
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="running")
+    # SpiffWorkflow state without the spec, completed history pruned (see engine.runtime).
+    state: Mapped[str] = mapped_column(sa.Text)
+    revision: Mapped[int] = mapped_column(default=1)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(sa.String(100))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Task(Base):
+    """The work-queue projection of one human task.  Queues read only this table."""
+
+    __tablename__ = "task"
+    __table_args__ = (
+        # my tasks / team queue / tasks of a case, each ordered by due date.
+        sa.Index("ix_task_assignee_open", "assignee", "status", "due_at"),
+        sa.Index("ix_task_team_open", "team_key", "status", "due_at"),
+        sa.Index("ix_task_case", "case_id", "status"),
+        sa.Index("ix_task_instance", "instance_id", "status"),
+    )
+
+    # The SpiffWorkflow task id: stable for the life of the task.
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    instance_id: Mapped[int] = mapped_column(sa.ForeignKey("process_instance.id"))
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"))
+    process_key: Mapped[str] = mapped_column(sa.String(255))
+    element_id: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    lane: Mapped[str | None] = mapped_column(sa.String(255))
+    role_key: Mapped[str | None] = mapped_column(sa.String(64))
+    team_key: Mapped[str | None] = mapped_column(sa.String(64))
+    assignee: Mapped[str | None] = mapped_column(sa.String(100))
+    # ready -> claimed -> completed; or cancelled when the process moves on without it.
+    status: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    form_key: Mapped[str | None] = mapped_column(sa.String(255))
+    ui_form_key: Mapped[str | None] = mapped_column(sa.String(255))
+    instructions: Mapped[str | None] = mapped_column(sa.Text)
+    completed_by: Mapped[str | None] = mapped_column(sa.String(100))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class AuditEvent(Base):
+    """Append-only.  Each row carries the hash of its content and of the row before it."""
+
+    __tablename__ = "audit_event"
+
+    # ``seq`` is gapless and is the order of the chain; assigned under the audit_head lock.
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    case_id: Mapped[int | None] = mapped_column(index=True)
+    instance_id: Mapped[int | None] = mapped_column(index=True)
+    task_id: Mapped[str | None] = mapped_column(sa.String(36))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditHead(Base):
+    """A single row: the last sequence number and hash.  Locking it orders concurrent appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(255))
+    email: Mapped[str | None] = mapped_column(sa.String(255))
+    # Social Work England registration: only qualified workers may hold some roles' work.
+    qualified: Mapped[bool] = mapped_column(default=False)
+    employment: Mapped[str] = mapped_column(sa.String(20), default="permanent")  # permanent | agency
+    active: Mapped[bool] = mapped_column(default=True)
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class Team(Base):
+    __tablename__ = "team"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+
+
+class Role(Base):
+    __tablename__ = "role"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    # Who may hold this role's work, e.g. {"qualified": true, "employment": ["permanent"]}.
+    constraints: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Holders may assign and reassign the work of their team (managers).
+    assigns_work: Mapped[bool] = mapped_column(default=False)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Membership(Base):
+    """A user holds a role in a team."""
+
+    __tablename__ = "membership"
+    __table_args__ = (sa.UniqueConstraint("user_id", "team_id", "role_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"), index=True)
+    team_id: Mapped[int] = mapped_column(sa.ForeignKey("team.id"), index=True)
+    role_id: Mapped[int] = mapped_column(sa.ForeignKey("role.id"))
+
+
+class Outbox(Base):
+    """Messages to send after commit (at least once, idempotently, keyed by id)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
