@@ -87,7 +87,8 @@ def postgres_url(postgres_server_url: str) -> str:
     with engine.begin() as connection:
         tables = connection.execute(
             sa.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                "SELECT tablename FROM pg_tables "
+                "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
             )
         ).scalars()
         names = ", ".join(f'"{t}"' for t in tables)
