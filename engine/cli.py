@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
+import sqlalchemy as sa
 
 from . import audit
 from .calendar_cli import calendar_group
 from .core import Engine
 from .db import Database
 from .errors import DefinitionError, FrontdoorError
-from .models import Task
+from .models import Task, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 LONDON = ZoneInfo("Europe/London")
@@ -267,6 +269,71 @@ def audit_verify(ctx: click.Context) -> None:
         return
     click.echo(f"broken at row {broken.seq}: {broken.reason}")
     sys.exit(1)
+
+
+@cli.command()
+@click.option("--due-before", help="Only timers due before this instant (ISO 8601; local time if no offset).")
+@click.option(
+    "--status",
+    default="waiting",
+    show_default=True,
+    type=click.Choice(["waiting", "fired", "failed", "cancelled"]),
+)
+@click.pass_context
+@user_errors
+def timers(ctx: click.Context, due_before: str | None, status: str) -> None:
+    """Timers, soonest due first."""
+    before = None
+    if due_before:
+        try:
+            before = datetime.fromisoformat(due_before)
+        except ValueError:
+            raise click.BadParameter(
+                "give an ISO 8601 instant, e.g. 2024-03-06T17:00", param_hint="--due-before"
+            ) from None
+        if before.tzinfo is None:
+            before = before.replace(tzinfo=LONDON)
+    rows = _engine(ctx).timers(due_before=before, status=status)
+    if not rows:
+        click.echo(f"no {status} timers")
+    for t in rows:
+        due = t.due_at.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M")
+        level = f"\tescalation {t.escalation_level}" if t.escalation_level else ""
+        click.echo(f"{due}\t{t.id}\tinstance {t.instance_id}\t{t.element_id}\t{t.kind}{level}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Fire what is due now, then exit.")
+@click.pass_context
+@user_errors
+def worker(ctx: click.Context, once: bool) -> None:
+    """Fire timers as they fall due (run one or more of these beside the web process)."""
+    from .worker import TimerWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    timer_worker = TimerWorker(_engine(ctx))
+    if once:
+        click.echo(f"fired {timer_worker.drain()} timer(s)")
+        return
+    timer_worker.run_forever()
+
+
+@cli.command()
+@click.pass_context
+@user_errors
+def run(ctx: click.Context) -> None:
+    """Start Frontdoor (what `make run` calls): the timer worker, after showing the demo users."""
+    engine = _engine(ctx)
+    click.echo(f"Frontdoor is running on {engine.db.engine.url.render_as_string(hide_password=True)}")
+    with engine.db.read() as session:
+        users = session.scalars(sa.select(User).order_by(User.username)).all()
+    if users:
+        click.echo("Demo users (sign-in arrives with the web pages; use them with --user today):")
+        for user in users:
+            click.echo(f"  {user.username:<16} {user.display_name}")
+    click.echo("Try: .venv/bin/frontdoor tasks --team mash    (Ctrl-C stops the worker)")
+    ctx.invoke(worker, once=False)
 
 
 def main() -> None:

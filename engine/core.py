@@ -13,7 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,13 +26,15 @@ from sqlalchemy.orm import Session
 
 from . import audit, clock, definitions, directory
 from .audit import PendingEvent
+from .calendar import WorkingCalendar, load_calendar
 from .db import Database
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
-from .models import CaseRecord, ProcessDefinition, ProcessInstance, Role, Task
+from .models import CaseRecord, ProcessDefinition, ProcessInstance, Role, Task, Timer
+from .ports import Notifier, OutboxNotifier
+from .projection import OPEN_STATUSES, CommandContext, Projector, Services
 from .registry import Registry
 from .runtime import Runtime, SpecBundle
-
-OPEN_STATUSES = ("ready", "claimed")
+from .timers import adopt_timers, time_functions
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,6 @@ class StartResult:
     instance_id: int
     case_reference: str | None
     open_tasks: list[str]
-
-
-@dataclass
-class _Command:
-    """What one command changed, gathered as it runs and written at the end."""
-
-    actor: str
-    events: list[PendingEvent] = field(default_factory=list)
 
 
 def check_json(data: Any, what: str = "data") -> dict[str, Any]:
@@ -99,12 +93,23 @@ class Engine:
         self,
         db: Database,
         registry: Registry | None = None,
-        runtime: Runtime | None = None,
+        notifier: Notifier | None = None,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         self.db = db
         self.registry = registry or Registry()
-        self.runtime = runtime or Runtime(self.registry.functions)
-        self.specs = definitions.SpecCache()
+        self.calendar = calendar or load_calendar(self.registry.root / "calendar.json")
+        for name, function in time_functions(self.calendar).items():
+            self.registry.register_function(name, function)
+        self.runtime = Runtime(self.registry.functions)
+        self.specs = definitions.SpecCache(on_parse=lambda specs: adopt_timers(specs, self.calendar))
+        ladder = self.registry.read_json_optional("escalation.json") or {}
+        self.services = Services(
+            calendar=self.calendar,
+            evaluate=self._evaluate,
+            ladder=ladder.get("levels", {}),
+            notifier=notifier or OutboxNotifier(),
+        )
 
     # ----------------------------------------------------------------- setup
 
@@ -172,7 +177,7 @@ class Engine:
         data = check_json(data)
         with self.db.transaction() as session:
             now = clock.now()
-            command = _Command(actor)
+            command = CommandContext(actor, now)
             definition = definitions.require_latest(session, key)
             pins = self.specs.resolve_calls(session, definition)
             bundle = self.specs.bundle(session, definition.id, pins)
@@ -181,13 +186,13 @@ class Engine:
             start_task = workflow.get_next_task(state=TaskState.READY)
             if start_task is not None and data:
                 start_task.set_data(**data)
-            self._run_engine(workflow)
+            self._run_engine(workflow, command)
             instance = ProcessInstance(
                 definition_id=definition.id,
                 called_definitions=pins,
                 case_id=case.id if case else None,
                 status="running",
-                state=self.runtime.dump(workflow),
+                state="",
                 revision=1,
                 started_at=now,
                 started_by=actor,
@@ -203,8 +208,9 @@ class Engine:
                     data={"process": key, "version": definition.version, "data": data},
                 )
             )
-            opened = self._sync_tasks(session, command, instance, workflow, bundle, case, now)
-            self._finish(session, command, instance, workflow, now)
+            opened = Projector(session, command, instance, workflow, bundle, case, self.services).run()
+            instance.state = self.runtime.dump(workflow)
+            self._finish(session, command, instance, workflow)
             return StartResult(instance.id, case.reference if case else None, opened)
 
     def claim(self, task_id: str, username: str) -> None:
@@ -287,7 +293,7 @@ class Engine:
         data = check_json(data)
         with self.db.transaction() as session:
             now = clock.now()
-            command = _Command(username)
+            command = CommandContext(username, now)
             row = self._task(session, task_id)
             self._require_open(row)
             user = directory.get_user(session, username)
@@ -311,7 +317,8 @@ class Engine:
                 spiff_task.run()
             except SpiffWorkflowException as exc:
                 raise _process_error(exc) from exc
-            self._run_engine(workflow)
+            command.completed.append(spiff_task)
+            self._run_engine(workflow, command)
             changes = {k: v for k, v in data.items() if before.get(k, _MISSING) != v}
             updated = _rowcount(
                 session.execute(
@@ -334,29 +341,132 @@ class Engine:
                 )
             )
             case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
+            Projector(session, command, instance, workflow, bundle, case, self.services).run()
             self._save(session, instance, workflow)
-            self._sync_tasks(session, command, instance, workflow, bundle, case, now)
-            self._finish(session, command, instance, workflow, now)
+            self._finish(session, command, instance, workflow)
 
     def cancel(self, instance_id: int, by: str, reason: str) -> None:
         if not reason.strip():
             raise InvalidData("say why the process is being cancelled")
         with self.db.transaction() as session:
             now = clock.now()
-            command = _Command(by)
+            command = CommandContext(by, now)
             instance, workflow, bundle = self._load(session, instance_id, None)
             if instance.status != "running":
                 raise Conflict(f"process instance {instance_id} is already {instance.status}")
             workflow.cancel()
             instance.status = "cancelled"
             instance.ended_at = now
-            self._save(session, instance, workflow)
             case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
-            self._sync_tasks(session, command, instance, workflow, bundle, case, now)
+            Projector(session, command, instance, workflow, bundle, case, self.services).run()
+            self._save(session, instance, workflow)
             command.events.append(
                 PendingEvent(by, "instance.cancelled", instance.case_id, instance.id, data={"reason": reason})
             )
             audit.append(session, command.events, now)
+
+    def fire_next_due(self, worker: str = "worker") -> int | None:
+        """Fire the earliest due timer that no other worker holds; return its id, or None if none is due.
+
+        Claiming the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), firing it and marking it
+        fired are one transaction: a timer fires once however many workers run, and a worker
+        that dies mid-fire leaves the row waiting for the next one.
+        """
+        failed: tuple[int, str] | None = None
+        try:
+            with self.db.transaction() as session:
+                now = clock.now()
+                timer = session.scalar(
+                    sa.select(Timer)
+                    .where(Timer.status == "waiting", Timer.due_at <= now)
+                    .order_by(Timer.due_at, Timer.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if timer is None:
+                    return None
+                try:
+                    self._fire(session, timer, worker, now)
+                except ProcessError as exc:
+                    failed = (timer.id, str(exc))
+                    raise
+                return timer.id
+        except ProcessError:
+            assert failed is not None
+            self._timer_failed(*failed, worker)
+            return failed[0]
+
+    def _fire(self, session: Session, timer: Timer, worker: str, now: Any) -> None:
+        instance = session.scalar(
+            sa.select(ProcessInstance).where(ProcessInstance.id == timer.instance_id).with_for_update()
+        )
+        if instance is None or instance.status != "running":
+            timer.status = "cancelled"
+            return
+        bundle = self.specs.bundle(session, instance.definition_id, instance.called_definitions or {})
+        workflow = self.runtime.load(instance.state, bundle)
+        spiff_task = workflow.get_task_from_id(uuid.UUID(timer.task_id))
+        if spiff_task is None or not spiff_task.has_state(TaskState.WAITING):
+            timer.status = "cancelled"  # the process moved on without it; nothing to fire
+            return
+        command = CommandContext(worker, now)
+        try:
+            workflow.refresh_timers()
+        except SpiffWorkflowException as exc:
+            raise _process_error(exc) from exc
+        self._run_engine(workflow, command)
+        timer.status, timer.fired_at, timer.fired_by = "fired", now, worker
+        timer.attempts += 1
+        command.events.append(
+            PendingEvent(
+                worker,
+                "timer.fired",
+                instance.case_id,
+                instance.id,
+                data={"timer": timer.id, "element": timer.element_id, "due": timer.due_at.isoformat()},
+            )
+        )
+        case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
+        projector = Projector(session, command, instance, workflow, bundle, case, self.services)
+        projector.escalate(timer)
+        projector.run()
+        self._save(session, instance, workflow)
+        self._finish(session, command, instance, workflow)
+
+    def _timer_failed(self, timer_id: int, error: str, worker: str) -> None:
+        """A timer whose firing raised is parked as 'failed' (an incident), not retried for ever."""
+        with self.db.transaction() as session:
+            now = clock.now()
+            timer = session.get(Timer, timer_id)
+            if timer is None or timer.status != "waiting":
+                return
+            timer.status, timer.last_error = "failed", error
+            timer.attempts += 1
+            audit.append(
+                session,
+                [
+                    PendingEvent(
+                        worker,
+                        "timer.failed",
+                        timer.case_id,
+                        timer.instance_id,
+                        data={"timer": timer.id, "element": timer.element_id, "error": error},
+                    )
+                ],
+                now,
+            )
+
+    def next_timer_due(self) -> Any:
+        """When the earliest waiting timer is due (UTC), or None."""
+        with self.db.read() as session:
+            return session.scalar(sa.select(sa.func.min(Timer.due_at)).where(Timer.status == "waiting"))
+
+    def timers(self, due_before: Any = None, status: str = "waiting", limit: int = 1000) -> list[Timer]:
+        query = sa.select(Timer).where(Timer.status == status)
+        if due_before is not None:
+            query = query.where(Timer.due_at < due_before)
+        with self.db.read() as session:
+            return list(session.scalars(query.order_by(Timer.due_at, Timer.id).limit(limit)))
 
     # ----------------------------------------------------------------- queries
 
@@ -408,7 +518,7 @@ class Engine:
     def _case_for_start(
         self,
         session: Session,
-        command: _Command,
+        command: CommandContext,
         reference: str | None,
         team_key: str | None,
         subject_name: str | None,
@@ -489,10 +599,17 @@ class Engine:
         bundle = self.specs.bundle(session, instance.definition_id, instance.called_definitions or {})
         return instance, self.runtime.load(instance.state, bundle), bundle
 
-    def _run_engine(self, workflow: BpmnWorkflow) -> None:
+    def _run_engine(self, workflow: BpmnWorkflow, command: CommandContext) -> None:
         try:
-            workflow.do_engine_steps()
+            workflow.do_engine_steps(did_complete_task=command.completed.append)
         except SpiffWorkflowException as exc:
+            raise _process_error(exc) from exc
+
+    def _evaluate(self, task: SpiffTask, expression: str) -> Any:
+        """Evaluate a property expression (due date, clock target) as the diagram's scripts are."""
+        try:
+            return self.runtime.script_engine.evaluate(task, expression)
+        except Exception as exc:
             raise _process_error(exc) from exc
 
     def _save(self, session: Session, instance: ProcessInstance, workflow: BpmnWorkflow) -> None:
@@ -513,104 +630,21 @@ class Engine:
         session.expire(instance, ["state"])
 
     def _finish(
-        self, session: Session, command: _Command, instance: ProcessInstance, workflow: BpmnWorkflow, now: Any
+        self, session: Session, command: CommandContext, instance: ProcessInstance, workflow: BpmnWorkflow
     ) -> None:
         if workflow.completed and instance.status == "running":
             instance.status = "completed"
-            instance.ended_at = now
+            instance.ended_at = command.now
             session.execute(
                 sa.update(ProcessInstance)
                 .where(ProcessInstance.id == instance.id)
-                .values(status="completed", ended_at=now)
+                .values(status="completed", ended_at=command.now)
                 .execution_options(synchronize_session=False)
             )
             command.events.append(
                 PendingEvent(command.actor, "instance.completed", instance.case_id, instance.id)
             )
-        audit.append(session, command.events, now)
-
-    def _sync_tasks(
-        self,
-        session: Session,
-        command: _Command,
-        instance: ProcessInstance,
-        workflow: BpmnWorkflow,
-        bundle: SpecBundle,
-        case: CaseRecord | None,
-        now: Any,
-    ) -> list[str]:
-        """Make the task table match the workflow's ready human tasks; return the ids opened."""
-        live: dict[str, SpiffTask] = {
-            str(t.id): t for t in workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual
-        }
-        open_rows = dict(
-            session.execute(
-                sa.select(Task.id, Task.status).where(
-                    Task.instance_id == instance.id, Task.status.in_(OPEN_STATUSES)
-                )
-            ).all()
-        )
-        gone = [task_id for task_id in open_rows if task_id not in live]
-        if gone:
-            session.execute(
-                sa.update(Task)
-                .where(Task.id.in_(gone))
-                .values(status="cancelled", completed_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            for task_id in gone:
-                command.events.append(
-                    PendingEvent(command.actor, "task.cancelled", instance.case_id, instance.id, task_id)
-                )
-        opened = []
-        for task_id, spiff_task in live.items():
-            if task_id in open_rows:
-                continue
-            row = self._task_row(session, spiff_task, instance, bundle, case, now)
-            session.add(row)
-            opened.append(task_id)
-            command.events.append(
-                PendingEvent(
-                    command.actor,
-                    "task.created",
-                    instance.case_id,
-                    instance.id,
-                    task_id,
-                    {"element": row.element_id, "name": row.name, "role": row.role_key, "team": row.team_key},
-                )
-            )
-        return opened
-
-    def _task_row(
-        self,
-        session: Session,
-        spiff_task: SpiffTask,
-        instance: ProcessInstance,
-        bundle: SpecBundle,
-        case: CaseRecord | None,
-        now: Any,
-    ) -> Task:
-        spec = spiff_task.task_spec
-        extensions: dict[str, Any] = getattr(spec, "extensions", None) or {}
-        properties: dict[str, str] = extensions.get("properties", {})
-        lane = getattr(spec, "lane", None)
-        role = directory.role_for_lane(session, lane)
-        return Task(
-            id=str(spiff_task.id),
-            instance_id=instance.id,
-            case_id=instance.case_id,
-            process_key=bundle.key,
-            element_id=getattr(spec, "bpmn_id", None) or spec.name,
-            name=getattr(spec, "bpmn_name", None) or spec.name,
-            lane=lane,
-            role_key=role.key if role else None,
-            team_key=properties.get("team") or (case.team_key if case else None),
-            status="ready",
-            created_at=now,
-            form_key=properties.get("formJsonSchemaFilename"),
-            ui_form_key=properties.get("formUiSchemaFilename"),
-            instructions=extensions.get("instructionsForEndUser"),
-        )
+        audit.append(session, command.events, command.now)
 
 
 _MISSING = object()

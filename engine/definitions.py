@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,9 @@ def require_latest(session: Session, key: str) -> ProcessDefinition:
 class SpecCache:
     """Parsed specs per deployed version.  Versions are immutable, so entries never go stale."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_parse: Callable[[list[Any]], None] | None = None) -> None:
+        # Called with every spec parsed, before it is used (the engine adopts timers there).
+        self._on_parse = on_parse
         self._lock = threading.Lock()
         self._specs: dict[int, tuple[Any, dict[str, Any], set[str]]] = {}
         self._bundles: dict[tuple[int, tuple[tuple[str, int], ...]], SpecBundle] = {}
@@ -117,6 +120,8 @@ class SpecCache:
             raise DefinitionError([Finding(str(exc), definition.filename, definition.key)]) from exc
         external = {name for name, sub in local.items() if sub is None}
         found = {name: sub for name, sub in local.items() if sub is not None}
+        if self._on_parse is not None:
+            self._on_parse([spec, *found.values()])
         self._specs[definition.id] = (spec, found, external)
         return spec, found, external
 

@@ -137,6 +137,61 @@ class Task(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
+class Timer(Base):
+    """A waiting BPMN timer as a row: the worker fires what is due, each row once."""
+
+    __tablename__ = "timer"
+    __table_args__ = (
+        # The worker's one question: what is due next?
+        sa.Index("ix_timer_due", "status", "due_at"),
+        sa.Index("ix_timer_instance", "instance_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(sa.ForeignKey("process_instance.id"))
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"))
+    # The SpiffWorkflow task that waits on the timer.
+    task_id: Mapped[str] = mapped_column(sa.String(36))
+    element_id: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    kind: Mapped[str] = mapped_column(sa.String(20))  # date | duration | cycle
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(sa.String(20), default="waiting")  # waiting | fired | cancelled
+    # A boundary timer on a human task: that task, and the escalation level firing it reaches.
+    attached_task_id: Mapped[str | None] = mapped_column(sa.String(36))
+    escalation_level: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fired_by: Mapped[str | None] = mapped_column(sa.String(100))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class StatutoryClock(Base):
+    """A named deadline on a case, declared in the BPMN and kept by the engine.
+
+    Reports ask "decisions within 1 working day this month" of this table alone.
+    """
+
+    __tablename__ = "statutory_clock"
+    __table_args__ = (
+        sa.Index("ix_statutory_clock_name_stopped", "name", "stopped_at"),
+        sa.Index("ix_statutory_clock_case", "case_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"))
+    instance_id: Mapped[int] = mapped_column(sa.ForeignKey("process_instance.id"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    target_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the clock stops: was the target missed?
+    breached: Mapped[bool | None]
+    started_by_element: Mapped[str | None] = mapped_column(sa.String(255))
+    stopped_by_element: Mapped[str | None] = mapped_column(sa.String(255))
+
+
 class AuditEvent(Base):
     """Append-only.  Each row carries the hash of its content and of the row before it."""
 

@@ -45,6 +45,11 @@ class Registry:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
 
+    def read_json_optional(self, relative: str) -> Any:
+        if not (self.root / relative).exists():
+            return None
+        return self.read_json(relative)
+
     def roles(self) -> list[dict[str, Any]]:
         roles: list[dict[str, Any]] = self.read_json("roles.json")["roles"]
         return roles

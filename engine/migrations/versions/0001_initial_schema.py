@@ -171,6 +171,32 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "statutory_clock",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("instance_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("target_at", sa.DateTime(), nullable=True),
+        sa.Column("stopped_at", sa.DateTime(), nullable=True),
+        sa.Column("breached", sa.Boolean(), nullable=True),
+        sa.Column("started_by_element", sa.String(length=255), nullable=True),
+        sa.Column("stopped_by_element", sa.String(length=255), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["case_id"], ["case_record.id"], name=op.f("fk_statutory_clock_case_id_case_record")
+        ),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["process_instance.id"],
+            name=op.f("fk_statutory_clock_instance_id_process_instance"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_statutory_clock")),
+    )
+    with op.batch_alter_table("statutory_clock", schema=None) as batch_op:
+        batch_op.create_index("ix_statutory_clock_case", ["case_id", "name"], unique=False)
+        batch_op.create_index("ix_statutory_clock_name_stopped", ["name", "stopped_at"], unique=False)
+
+    op.create_table(
         "task",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("instance_id", sa.Integer(), nullable=False),
@@ -205,8 +231,41 @@ def upgrade() -> None:
         batch_op.create_index("ix_task_instance", ["instance_id", "status"], unique=False)
         batch_op.create_index("ix_task_team_open", ["team_key", "status", "due_at"], unique=False)
 
+    op.create_table(
+        "timer",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("task_id", sa.String(length=36), nullable=False),
+        sa.Column("element_id", sa.String(length=255), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("due_at", sa.DateTime(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("attached_task_id", sa.String(length=36), nullable=True),
+        sa.Column("escalation_level", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("fired_at", sa.DateTime(), nullable=True),
+        sa.Column("fired_by", sa.String(length=100), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["case_id"], ["case_record.id"], name=op.f("fk_timer_case_id_case_record")),
+        sa.ForeignKeyConstraint(
+            ["instance_id"], ["process_instance.id"], name=op.f("fk_timer_instance_id_process_instance")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_timer")),
+    )
+    with op.batch_alter_table("timer", schema=None) as batch_op:
+        batch_op.create_index("ix_timer_due", ["status", "due_at"], unique=False)
+        batch_op.create_index("ix_timer_instance", ["instance_id", "status"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("timer", schema=None) as batch_op:
+        batch_op.drop_index("ix_timer_instance")
+        batch_op.drop_index("ix_timer_due")
+
+    op.drop_table("timer")
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.drop_index("ix_task_team_open")
         batch_op.drop_index("ix_task_instance")
@@ -214,6 +273,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_task_assignee_open")
 
     op.drop_table("task")
+    with op.batch_alter_table("statutory_clock", schema=None) as batch_op:
+        batch_op.drop_index("ix_statutory_clock_name_stopped")
+        batch_op.drop_index("ix_statutory_clock_case")
+
+    op.drop_table("statutory_clock")
     with op.batch_alter_table("process_instance", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_process_instance_definition_id"))
         batch_op.drop_index(batch_op.f("ix_process_instance_case_id"))

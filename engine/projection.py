@@ -1,0 +1,363 @@
+"""Keeping the tables that queues, dashboards and reports read in step with the workflow.
+
+Runs inside each command's transaction, after the engine has stepped and before the
+state is saved: the task table (work queues, due dates), the timer table (what the
+worker fires), statutory clocks, and escalations.  Nothing here is read back by the
+engine to decide what the process does; it is all derived from the workflow.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.task import Task as SpiffTask
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.orm import Session
+
+from . import directory
+from .audit import PendingEvent
+from .calendar import WorkingCalendar
+from .models import CaseRecord, Membership, ProcessInstance, Role, StatutoryClock, Task, Team, Timer, User
+from .ports import Notifier
+from .runtime import SpecBundle
+from .timers import parse_instant, timer_due, timer_kind
+
+OPEN_STATUSES = ("ready", "claimed")
+CLOCK_START = "clock.start."
+CLOCK_STARTED_AT = "clock.startedAt."
+CLOCK_STOP = "clock.stop."
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the projection needs from the engine."""
+
+    calendar: WorkingCalendar
+    evaluate: Callable[[SpiffTask, str], Any]
+    ladder: dict[str, dict[str, Any]]
+    notifier: Notifier
+
+
+@dataclass
+class CommandContext:
+    """What one command is doing, shared by the engine and the projection."""
+
+    actor: str
+    now: datetime
+    events: list[PendingEvent] = field(default_factory=list)
+    # Every SpiffWorkflow task completed during the command, in order.
+    completed: list[SpiffTask] = field(default_factory=list)
+
+
+def properties(spec: Any) -> dict[str, str]:
+    extensions = getattr(spec, "extensions", None) or {}
+    props: dict[str, str] = extensions.get("properties", {}) or {}
+    return props
+
+
+def element_id(spec: Any) -> str:
+    return str(getattr(spec, "bpmn_id", None) or spec.name)
+
+
+def element_name(spec: Any) -> str | None:
+    return getattr(spec, "bpmn_name", None)
+
+
+class Projector:
+    def __init__(
+        self,
+        session: Session,
+        ctx: CommandContext,
+        instance: ProcessInstance,
+        workflow: BpmnWorkflow,
+        bundle: SpecBundle,
+        case: CaseRecord | None,
+        services: Services,
+    ) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.instance = instance
+        self.workflow = workflow
+        self.bundle = bundle
+        self.case = case
+        self.services = services
+
+    def event(self, action: str, task_id: str | None = None, data: dict[str, Any] | None = None) -> None:
+        self.ctx.events.append(
+            PendingEvent(self.ctx.actor, action, self.instance.case_id, self.instance.id, task_id, data or {})
+        )
+
+    def run(self) -> list[str]:
+        self.apply_clocks()
+        self.sync_timers()
+        return self.sync_tasks()
+
+    # ------------------------------------------------------------------- tasks
+
+    def sync_tasks(self) -> list[str]:
+        """Make the task table match the workflow's ready human tasks; return the ids opened."""
+        live = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual}
+        open_rows = dict(
+            self.session.execute(
+                sa.select(Task.id, Task.status).where(
+                    Task.instance_id == self.instance.id, Task.status.in_(OPEN_STATUSES)
+                )
+            ).all()
+        )
+        gone = [task_id for task_id in open_rows if task_id not in live]
+        if gone:
+            self.session.execute(
+                sa.update(Task)
+                .where(Task.id.in_(gone))
+                .values(status="cancelled", completed_at=self.ctx.now)
+                .execution_options(synchronize_session=False)
+            )
+            for task_id in gone:
+                self.event("task.cancelled", task_id)
+        opened = []
+        for task_id, spiff_task in live.items():
+            if task_id in open_rows:
+                continue
+            row = self._task_row(spiff_task)
+            self.session.add(row)
+            opened.append(task_id)
+            self.event(
+                "task.created",
+                task_id,
+                {
+                    "element": row.element_id,
+                    "name": row.name,
+                    "role": row.role_key,
+                    "team": row.team_key,
+                    "due": row.due_at.isoformat() if row.due_at else None,
+                },
+            )
+        return opened
+
+    def _task_row(self, spiff_task: SpiffTask) -> Task:
+        spec = spiff_task.task_spec
+        extensions: dict[str, Any] = getattr(spec, "extensions", None) or {}
+        props = properties(spec)
+        lane = getattr(spec, "lane", None)
+        role = directory.role_for_lane(self.session, lane)
+        return Task(
+            id=str(spiff_task.id),
+            instance_id=self.instance.id,
+            case_id=self.instance.case_id,
+            process_key=self.bundle.key,
+            element_id=element_id(spec),
+            name=element_name(spec) or spec.name,
+            lane=lane,
+            role_key=role.key if role else None,
+            team_key=props.get("team") or (self.case.team_key if self.case else None),
+            status="ready",
+            created_at=self.ctx.now,
+            due_at=self._due(spiff_task, props),
+            form_key=props.get("formJsonSchemaFilename"),
+            ui_form_key=props.get("formUiSchemaFilename"),
+            instructions=extensions.get("instructionsForEndUser"),
+        )
+
+    def _due(self, spiff_task: SpiffTask, props: dict[str, str]) -> datetime | None:
+        """A ``dueDate`` property expression, else the earliest boundary timer on the task."""
+        expression = props.get("dueDate")
+        if expression:
+            return self._instant(spiff_task, expression)
+        dues = [due for boundary in _boundary_timers(spiff_task) if (due := timer_due(boundary)) is not None]
+        return min(dues) if dues else None
+
+    # ------------------------------------------------------------------ timers
+
+    def sync_timers(self) -> None:
+        live = {}
+        for task in self.workflow.get_tasks(state=TaskState.WAITING):
+            due = timer_due(task)
+            if due is not None:
+                live[str(task.id)] = (task, due)
+        rows = list(
+            self.session.scalars(
+                sa.select(Timer).where(Timer.instance_id == self.instance.id, Timer.status == "waiting")
+            )
+        )
+        waiting = {row.task_id: row for row in rows}
+        for row in rows:
+            if row.task_id in live:
+                due = live[row.task_id][1]
+                if row.due_at != due:
+                    row.due_at = due
+                continue
+            spiff_task = self.workflow.get_task_from_id(uuid.UUID(row.task_id))
+            if spiff_task is not None and spiff_task.has_state(TaskState.COMPLETED):
+                # It fired inside this command (its moment had passed when the engine stepped).
+                row.status, row.fired_at, row.fired_by = "fired", self.ctx.now, self.ctx.actor
+                self.event("timer.fired", data={"timer": row.id, "element": row.element_id})
+                self.escalate(row)
+            else:
+                row.status = "cancelled"
+        for task_id, (task, due) in live.items():
+            if task_id in waiting:
+                continue
+            attached, level = _escalation_target(task)
+            self.session.add(
+                Timer(
+                    instance_id=self.instance.id,
+                    case_id=self.instance.case_id,
+                    task_id=task_id,
+                    element_id=element_id(task.task_spec),
+                    name=element_name(task.task_spec),
+                    kind=timer_kind(task),
+                    due_at=due,
+                    status="waiting",
+                    attached_task_id=attached,
+                    escalation_level=level,
+                    created_at=self.ctx.now,
+                )
+            )
+
+    # -------------------------------------------------------------- escalation
+
+    def escalate(self, timer: Timer) -> None:
+        """A fired escalation timer raises its task's level and tells the people the ladder names."""
+        level = timer.escalation_level
+        if not timer.attached_task_id or not level:
+            return
+        task = self.session.get(Task, timer.attached_task_id)
+        if task is None or task.status not in OPEN_STATUSES or task.escalation_level >= level:
+            return
+        task.escalation_level = level
+        task.escalated_at = self.ctx.now
+        rule = self.services.ladder.get(str(level), {})
+        recipients = escalation_recipients(self.session, task, rule)
+        label = rule.get("label", f"Escalation level {level}")
+        case = f" on case {self.case.reference}" if self.case else ""
+        self.services.notifier.notify(
+            self.session,
+            recipients=recipients,
+            subject=f"{label}: {task.name}{case}",
+            body=(
+                f"'{task.name}'{case} is overdue and has reached escalation level {level} ({label}). "
+                f"It is held by {task.assignee or 'nobody yet'} in the team {task.team_key or '-'}."
+            ),
+            context={"kind": "escalation", "task_id": task.id, "level": level, "case_id": task.case_id},
+        )
+        self.event(
+            "task.escalated",
+            task.id,
+            {"level": level, "timer": timer.element_id, "notified": recipients},
+        )
+
+    # ------------------------------------------------------------------ clocks
+
+    def apply_clocks(self) -> None:
+        """Start and stop the statutory clocks that completed elements declare."""
+        for spiff_task in self.ctx.completed:
+            props = properties(spiff_task.task_spec)
+            for name in props:
+                if name.startswith(CLOCK_STOP):
+                    self._stop_clock(name[len(CLOCK_STOP) :], spiff_task)
+            for name, value in props.items():
+                if name.startswith(CLOCK_START):
+                    clock_name = name[len(CLOCK_START) :]
+                    started = props.get(CLOCK_STARTED_AT + clock_name)
+                    self._start_clock(clock_name, value, started, spiff_task)
+
+    def _instant(self, spiff_task: SpiffTask, expression: str) -> datetime:
+        return parse_instant(self.services.evaluate(spiff_task, expression), self.services.calendar)
+
+    def _start_clock(self, name: str, target: str, started: str | None, spiff_task: SpiffTask) -> None:
+        started_at = self._instant(spiff_task, started) if started else self.ctx.now
+        target_at = self._instant(spiff_task, target) if target.strip() else None
+        existing = self.session.scalar(
+            sa.select(StatutoryClock).where(
+                StatutoryClock.instance_id == self.instance.id,
+                StatutoryClock.name == name,
+                StatutoryClock.stopped_at.is_(None),
+            )
+        )
+        if existing is not None:
+            return  # a loop back over the start does not restart a running clock
+        self.session.add(
+            StatutoryClock(
+                case_id=self.instance.case_id,
+                instance_id=self.instance.id,
+                name=name,
+                started_at=started_at,
+                target_at=target_at,
+                started_by_element=element_id(spiff_task.task_spec),
+            )
+        )
+        self.session.flush()
+        self.event(
+            "clock.started",
+            data={"clock": name, "target": target_at.isoformat() if target_at else None},
+        )
+
+    def _stop_clock(self, name: str, spiff_task: SpiffTask) -> None:
+        query = sa.select(StatutoryClock).where(
+            StatutoryClock.name == name,
+            StatutoryClock.stopped_at.is_(None),
+        )
+        # A clock belongs to the case: a sub-process may stop what its caller started.
+        if self.instance.case_id is not None:
+            query = query.where(StatutoryClock.case_id == self.instance.case_id)
+        else:
+            query = query.where(StatutoryClock.instance_id == self.instance.id)
+        for running in self.session.scalars(query):
+            running.stopped_at = self.ctx.now
+            running.stopped_by_element = element_id(spiff_task.task_spec)
+            running.breached = running.target_at is not None and self.ctx.now > running.target_at
+            self.event("clock.stopped", data={"clock": name, "breached": running.breached})
+
+
+def _boundary_timers(spiff_task: SpiffTask) -> list[SpiffTask]:
+    parent = spiff_task.parent
+    if parent is None or not isinstance(parent.task_spec, BoundaryEventSplit):
+        return []
+    return [
+        sibling
+        for sibling in parent.children
+        if sibling is not spiff_task and isinstance(sibling.task_spec, CatchingEvent)
+    ]
+
+
+def _escalation_target(timer_task: SpiffTask) -> tuple[str | None, int | None]:
+    """For a boundary timer on a human task: (that task's id, the escalation level it reaches)."""
+    parent = timer_task.parent
+    if parent is None or not isinstance(parent.task_spec, BoundaryEventSplit):
+        return None, None
+    main = next((c for c in parent.children if c.task_spec.manual), None)
+    if main is None:
+        return None, None
+    level = properties(timer_task.task_spec).get("escalationLevel")
+    return str(main.id), int(level) if level and level.isdigit() else None
+
+
+def escalation_recipients(session: Session, task: Task, rule: dict[str, Any]) -> list[str]:
+    """Usernames a ladder rung names for this task."""
+    if rule.get("notify") == "assignee" and task.assignee:
+        return [task.assignee]
+    role_key = task.role_key if rule.get("notify") == "assignee" else rule.get("role")
+    if not role_key:
+        return []
+
+    def holders(team_key: str | None) -> list[str]:
+        query = (
+            sa.select(User.username)
+            .join(Membership, Membership.user_id == User.id)
+            .join(Role, Role.id == Membership.role_id)
+            .join(Team, Team.id == Membership.team_id)
+            .where(Role.key == role_key, User.active.is_(True))
+        )
+        if team_key:
+            query = query.where(Team.key == team_key)
+        return sorted(set(session.scalars(query)))
+
+    return holders(task.team_key) or holders(None)

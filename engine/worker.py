@@ -1,0 +1,99 @@
+"""The timer worker: a separate process that fires due timers.
+
+APScheduler drives the loop.  A tick every second looks for due timers and fires them
+(each in its own transaction, see :meth:`Engine.fire_next_due`); when the next timer
+is due before the following tick, a one-off job is set for that exact moment, so a
+timer fires within moments of falling due rather than at the next poll.  On start-up
+the first tick fires everything that fell due while no worker ran, oldest first.
+The web process never runs this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import clock
+from .core import Engine
+from .errors import Conflict
+
+log = logging.getLogger("frontdoor.worker")
+
+TICK = timedelta(seconds=1)
+
+
+class TimerWorker:
+    def __init__(self, engine: Engine, name: str | None = None) -> None:
+        self.engine = engine
+        self.name = name or f"worker@{socket.gethostname()}:{os.getpid()}"
+        self.fired = 0
+        self._lock = threading.Lock()  # one drain at a time within this process
+        self._scheduler: BlockingScheduler | None = None
+
+    def drain(self, limit: int | None = None) -> int:
+        """Fire every timer that is due now; return how many fired."""
+        count = 0
+        with self._lock:
+            while limit is None or count < limit:
+                try:
+                    fired = self.engine.fire_next_due(self.name)
+                except Conflict:
+                    # Another command changed the same case first; the timer is still waiting.
+                    continue
+                if fired is None:
+                    break
+                count += 1
+        self.fired += count
+        return count
+
+    def tick(self) -> None:
+        try:
+            fired = self.drain()
+            if fired:
+                log.info("fired %d timer(s)", fired)
+            self._schedule_precise()
+        except Exception:  # the loop must outlive a bad moment (database restart, ...)
+            log.exception("timer tick failed; retrying at the next tick")
+
+    def _schedule_precise(self) -> None:
+        if self._scheduler is None:
+            return
+        due = self.engine.next_timer_due()
+        if due is None:
+            return
+        wait = due - clock.now()
+        if wait < TICK:
+            run_at = datetime.now(UTC) + max(wait, timedelta(0))
+            self._scheduler.add_job(
+                self.tick, DateTrigger(run_date=run_at), id="precise", replace_existing=True
+            )
+
+    def run_forever(self) -> None:
+        scheduler = BlockingScheduler(timezone=UTC)
+        self._scheduler = scheduler
+        scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=TICK.total_seconds()),
+            id="tick",
+            next_run_time=datetime.now(UTC),  # start-up: fire what fell due while we were down
+            max_instances=1,
+            coalesce=True,
+        )
+
+        def stop(_signum: int, _frame: Any) -> None:
+            log.info("stopping after the timer in hand")
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("%s watching timers", self.name)
+        scheduler.start()
