@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import jsonschema
 import sqlalchemy as sa
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -301,6 +302,8 @@ class Engine:
                 raise Conflict(f"'{row.name}' is claimed by {row.assignee}; only they can complete it")
             if row.status == "ready":
                 directory.check_may_hold(session, user, row.role_key, row.team_key)
+            if row.form_key:
+                self._validate_form(row.form_key, data)
             instance, workflow, bundle = self._load(session, row.instance_id, expected_revision)
             spiff_task = workflow.get_task_from_id(uuid.UUID(row.id))
             if (
@@ -604,6 +607,29 @@ class Engine:
             workflow.do_engine_steps(did_complete_task=command.completed.append)
         except SpiffWorkflowException as exc:
             raise _process_error(exc) from exc
+
+    def _validate_form(self, form_key: str, data: dict[str, Any]) -> None:
+        """The answers must satisfy the task's form schema; every problem is reported, per field."""
+        try:
+            schema = self.registry.form_schema(form_key)
+        except (OSError, ValueError, jsonschema.SchemaError) as exc:
+            raise ProcessError(f"the form {form_key} cannot be used: {exc}") from None
+        validator = jsonschema.validators.validator_for(schema)(
+            schema, format_checker=jsonschema.FormatChecker()
+        )
+        fields: dict[str, str] = {}
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+            path = "/".join(str(p) for p in error.absolute_path)
+            if error.validator == "required" and isinstance(error.instance, dict):
+                # One error per missing property, but none says which: put each beside its field.
+                for name in cast(list[str], error.validator_value):
+                    if name not in error.instance:
+                        fields.setdefault(f"{path}/{name}" if path else name, "Answer this question")
+                continue
+            fields.setdefault(path, error.message)
+        if fields:
+            summary = "; ".join(f"{k or 'the form'}: {v}" for k, v in fields.items())
+            raise InvalidData(f"the answers do not fit the form {form_key}: {summary}", fields)
 
     def _evaluate(self, task: SpiffTask, expression: str) -> Any:
         """Evaluate a property expression (due date, clock target) as the diagram's scripts are."""

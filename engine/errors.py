@@ -51,7 +51,15 @@ class Conflict(FrontdoorError):
 
 
 class InvalidData(FrontdoorError):
-    """Input data refused before anything was written."""
+    """Input data refused before anything was written.
+
+    ``fields`` maps a field's path (``"children/0/name"``; ``""`` for the whole form) to
+    what is wrong with it, so a page can put each message beside its field.
+    """
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        self.fields = fields or {}
+        super().__init__(message)
 
 
 class PermissionDenied(FrontdoorError):

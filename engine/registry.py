@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 
 def default_processes_dir() -> Path:
     configured = os.environ.get("FRONTDOOR_PROCESSES_DIR")
@@ -26,6 +28,7 @@ class Registry:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or default_processes_dir()).resolve()
         self.functions: dict[str, Callable[..., Any]] = {}
+        self._forms: dict[str, dict[str, Any]] = {}
 
     def register_function(self, name: str, function: Callable[..., Any]) -> None:
         """Make ``function`` callable from BPMN expressions as ``name``."""
@@ -49,6 +52,20 @@ class Registry:
         if not (self.root / relative).exists():
             return None
         return self.read_json(relative)
+
+    def form_schema(self, form_key: str) -> dict[str, Any]:
+        """The JSON Schema of a task's form, from ``processes/forms/``; checked once, then cached."""
+        cached = self._forms.get(form_key)
+        if cached is not None:
+            return cached
+        if "/" in form_key or "\\" in form_key or form_key.startswith("."):
+            raise ValueError(f"form name {form_key!r} must be a plain file name in processes/forms/")
+        schema = self.read_json(f"forms/{form_key}")
+        if not isinstance(schema, dict):
+            raise ValueError(f"processes/forms/{form_key} is not a JSON Schema object")
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        self._forms[form_key] = schema
+        return schema
 
     def roles(self) -> list[dict[str, Any]]:
         roles: list[dict[str, Any]] = self.read_json("roles.json")["roles"]
