@@ -18,6 +18,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from .errors import DefinitionError, Finding
+from .expressions import ForbiddenExpression, check_source
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 MAX_BPMN_BYTES = 5 * 1024 * 1024
@@ -77,7 +78,12 @@ class ParsedProcess:
     filename: str
     content: bytes
     sha256: str
-    called_keys: set[str] = field(default_factory=set)
+    # Called process key -> the (id, name) of each callActivity element that calls it.
+    calls: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+
+    @property
+    def called_keys(self) -> set[str]:
+        return set(self.calls)
 
 
 def _finding_from_spiff(exc: Exception, filename: str) -> Finding:
@@ -135,7 +141,12 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
         if not executable:
             findings.append(Finding('the file has no executable process (isExecutable="true")', filename))
         for process in executable:
-            called = {c.get("calledElement") for c in process.iter(f"{{{BPMN_NS}}}callActivity")}
+            calls: dict[str, list[tuple[str, str | None]]] = {}
+            for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
+                if call.get("calledElement"):
+                    calls.setdefault(call.get("calledElement"), []).append(
+                        (call.get("id", ""), call.get("name"))
+                    )
             processes.append(
                 ParsedProcess(
                     key=process.get("id", ""),
@@ -143,7 +154,7 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
                     filename=filename,
                     content=content,
                     sha256=digest,
-                    called_keys={c for c in called if c},
+                    calls=calls,
                 )
             )
     if findings:
@@ -197,8 +208,11 @@ def check_executable(spec: Any, filename: str) -> list[Finding]:
 
 
 def _syntax_problem(source: str, mode: str) -> str | None:
+    """Why the restricted evaluator would refuse ``source``, or None if it accepts it."""
     try:
-        compile(source, "<bpmn>", mode)
+        check_source(source, mode)
     except SyntaxError as exc:
         return f"{exc.msg} (line {exc.lineno}, column {exc.offset}); correct the Python syntax"
+    except ForbiddenExpression as exc:
+        return f"{exc}; diagrams may only compute with the process data and the registered functions"
     return None

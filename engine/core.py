@@ -30,7 +30,7 @@ from .audit import PendingEvent
 from .calendar import WorkingCalendar, load_calendar
 from .db import Database
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
-from .models import CaseRecord, ProcessDefinition, ProcessInstance, Role, Task, Timer
+from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Role, Task, Timer
 from .ports import Notifier, OutboxNotifier
 from .projection import OPEN_STATUSES, CommandContext, Projector, Services
 from .registry import Registry
@@ -82,9 +82,14 @@ def _process_error(exc: Exception) -> ProcessError:
     element_id = getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
     element_name = getattr(spec, "bpmn_name", None)
     detail = str(exc)
-    inner = getattr(exc, "error", None) or getattr(exc, "exception", None)
+    # SpiffWorkflow wraps the real failure (a NameError, a ZeroDivisionError...) without keeping it
+    # as an attribute; it survives as the exception's context.
+    inner = exc.__cause__ or exc.__context__
     if inner is not None and str(inner) not in detail:
-        detail += f": {inner}"
+        detail += f": {type(inner).__name__}: {inner}"
+    for note in getattr(exc, "notes", None) or []:
+        if note and note not in detail:
+            detail += f" ({note})"
     hint = "; correct it in the diagram and deploy a new version" if element_id else ""
     return ProcessError(f"{detail}{hint}", element_id, element_name)
 
@@ -175,44 +180,109 @@ class Engine:
         team_key: str | None = None,
         subject_name: str | None = None,
     ) -> StartResult:
+        """Start the newest version of ``key``, on the case ``case_reference`` (created if new)."""
         data = check_json(data)
         with self.db.transaction() as session:
-            now = clock.now()
-            command = CommandContext(actor, now)
+            command = CommandContext(actor, clock.now())
             definition = definitions.require_latest(session, key)
-            pins = self.specs.resolve_calls(session, definition)
-            bundle = self.specs.bundle(session, definition.id, pins)
             case = self._case_for_start(session, command, case_reference, team_key, subject_name)
-            workflow = self.runtime.new_workflow(bundle)
-            start_task = workflow.get_next_task(state=TaskState.READY)
-            if start_task is not None and data:
-                start_task.set_data(**data)
-            self._run_engine(workflow, command)
-            instance = ProcessInstance(
-                definition_id=definition.id,
-                called_definitions=pins,
-                case_id=case.id if case else None,
-                status="running",
-                state="",
-                revision=1,
-                started_at=now,
-                started_by=actor,
-            )
-            session.add(instance)
-            session.flush()
-            command.events.append(
-                PendingEvent(
-                    actor,
-                    "instance.started",
-                    case_id=instance.case_id,
-                    instance_id=instance.id,
-                    data={"process": key, "version": definition.version, "data": data},
+            result = self._start_in(session, command, definition, case, data)
+            audit.append(session, command.events, command.now)
+            return result
+
+    def start_for_subjects(
+        self,
+        key: str,
+        actor: str,
+        subjects: list[dict[str, Any]],
+        shared: dict[str, Any] | None = None,
+        team_key: str | None = None,
+        subject_field: str = "subject",
+        link_kind: str = "sibling",
+    ) -> list[StartResult]:
+        """One case and one instance per subject (a contact about three children: three cases).
+
+        Each instance gets its own copy of ``shared`` plus its own subject under ``subject_field``;
+        nothing is shared by reference.  The cases are linked to each other as ``link_kind``.
+        All or nothing, in one transaction.
+        """
+        shared = check_json(shared)
+        if not subjects:
+            raise InvalidData("name at least one person this is about", {subject_field: "Add at least one"})
+        for index, subject in enumerate(subjects):
+            check_json(subject, f"{subject_field} {index + 1}")
+        with self.db.transaction() as session:
+            command = CommandContext(actor, clock.now())
+            definition = definitions.require_latest(session, key)
+            cases, results = [], []
+            for subject in subjects:
+                name = subject.get("name") if isinstance(subject.get("name"), str) else None
+                case = self._new_case(session, command, subject.get("reference"), team_key, name)
+                cases.append(case)
+                # A deep copy through JSON: no two instances ever hold the same object.
+                data = json.loads(json.dumps({**shared, subject_field: subject}))
+                results.append(self._start_in(session, command, definition, case, data))
+            now = command.now
+            for case in cases:
+                for other in cases:
+                    if other is not case:
+                        session.add(
+                            CaseLink(case_id=case.id, linked_case_id=other.id, kind=link_kind, created_at=now)
+                        )
+                command.events.append(
+                    PendingEvent(
+                        actor,
+                        "case.linked",
+                        case.id,
+                        data={"kind": link_kind, "cases": [c.reference for c in cases if c is not case]},
+                    )
                 )
+            audit.append(session, command.events, now)
+            return results
+
+    def _start_in(
+        self,
+        session: Session,
+        command: CommandContext,
+        definition: ProcessDefinition,
+        case: CaseRecord | None,
+        data: dict[str, Any],
+    ) -> StartResult:
+        pins = self.specs.resolve_calls(session, definition)
+        bundle = self.specs.bundle(session, definition.id, pins)
+        workflow = self.runtime.new_workflow(bundle)
+        start_task = workflow.get_next_task(state=TaskState.READY)
+        if start_task is not None and data:
+            start_task.set_data(**data)
+        completed_before = len(command.completed)
+        self._run_engine(workflow, command)
+        instance = ProcessInstance(
+            definition_id=definition.id,
+            called_definitions=pins,
+            case_id=case.id if case else None,
+            status="running",
+            state="",
+            revision=1,
+            started_at=command.now,
+            started_by=command.actor,
+        )
+        session.add(instance)
+        session.flush()
+        command.events.append(
+            PendingEvent(
+                command.actor,
+                "instance.started",
+                case_id=instance.case_id,
+                instance_id=instance.id,
+                data={"process": definition.key, "version": definition.version, "data": data},
             )
-            opened = Projector(session, command, instance, workflow, bundle, case, self.services).run()
-            instance.state = self.runtime.dump(workflow)
-            self._finish(session, command, instance, workflow)
-            return StartResult(instance.id, case.reference if case else None, opened)
+        )
+        # Several instances may start in one command: each projects only what it completed.
+        own = CommandContext(command.actor, command.now, command.events, command.completed[completed_before:])
+        opened = Projector(session, own, instance, workflow, bundle, case, self.services).run()
+        instance.state = self.runtime.dump(workflow)
+        self._complete_if_done(session, own, instance, workflow)
+        return StartResult(instance.id, case.reference if case else None, opened)
 
     def claim(self, task_id: str, username: str) -> None:
         with self.db.transaction() as session:
@@ -533,18 +603,35 @@ class Engine:
             if case.status != "open":
                 raise Conflict(f"case {reference} is {case.status}; reopen it before starting work on it")
             return case
+        return self._new_case(session, command, reference, team_key, subject_name)
+
+    def _new_case(
+        self,
+        session: Session,
+        command: CommandContext,
+        reference: str | None,
+        team_key: str | None,
+        subject_name: str | None,
+    ) -> CaseRecord:
+        """A new case; without a reference it gets the next ``CH-000123``."""
+        if reference is not None and session.scalar(
+            sa.select(CaseRecord.id).where(CaseRecord.reference == reference)
+        ):
+            raise Conflict(f"a case with the reference {reference} already exists")
         case = CaseRecord(
-            reference=reference,
+            reference=reference or f"new-{uuid.uuid4().hex}",
             subject_name=subject_name,
             team_key=team_key,
             status="open",
-            opened_at=clock.now(),
+            opened_at=command.now,
         )
         session.add(case)
         session.flush()
+        if reference is None:
+            case.reference = f"CH-{case.id:06d}"
         command.events.append(
             PendingEvent(
-                command.actor, "case.opened", case.id, data={"reference": reference, "team": team_key}
+                command.actor, "case.opened", case.id, data={"reference": case.reference, "team": team_key}
             )
         )
         return case
@@ -658,6 +745,12 @@ class Engine:
     def _finish(
         self, session: Session, command: CommandContext, instance: ProcessInstance, workflow: BpmnWorkflow
     ) -> None:
+        self._complete_if_done(session, command, instance, workflow)
+        audit.append(session, command.events, command.now)
+
+    def _complete_if_done(
+        self, session: Session, command: CommandContext, instance: ProcessInstance, workflow: BpmnWorkflow
+    ) -> None:
         if workflow.completed and instance.status == "running":
             instance.status = "completed"
             instance.ended_at = command.now
@@ -670,7 +763,6 @@ class Engine:
             command.events.append(
                 PendingEvent(command.actor, "instance.completed", instance.case_id, instance.id)
             )
-        audit.append(session, command.events, command.now)
 
 
 _MISSING = object()

@@ -36,15 +36,16 @@ def deploy(
     for process in processes:
         for called in sorted(process.called_keys - deploying):
             if latest(session, called) is None:
-                findings.append(
-                    Finding(
-                        f"calls the process '{called}', which is neither in these files nor deployed; "
-                        "deploy its file first or together with this one",
-                        process.filename,
-                        process.key,
-                        process.name,
+                for element, name in process.calls[called]:
+                    findings.append(
+                        Finding(
+                            f"calls the process '{called}', which is neither in these files nor deployed; "
+                            "deploy its file first or together with this one",
+                            process.filename,
+                            element,
+                            name,
+                        )
                     )
-                )
     if findings:
         raise DefinitionError(findings)
     results = []

@@ -80,6 +80,41 @@ class CaseRecord(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="open")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_reason: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class CaseLink(Base):
+    """Two cases that belong together (siblings, a household): a row of its own, never shared data."""
+
+    __tablename__ = "case_link"
+    __table_args__ = (sa.UniqueConstraint("case_id", "linked_case_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(sa.ForeignKey("case_record.id"), index=True)
+    linked_case_id: Mapped[int] = mapped_column(sa.ForeignKey("case_record.id"))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaseFact(Base):
+    """A named fact about a case (a date, a code), declared in the BPMN with ``record.<name>``.
+
+    Reports and statutory returns read these rows; they never parse workflow state.
+    """
+
+    __tablename__ = "case_fact"
+    __table_args__ = (
+        sa.UniqueConstraint("case_id", "name"),
+        sa.Index("ix_case_fact_name", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(sa.ForeignKey("case_record.id"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    value: Mapped[Any] = mapped_column(JSONType)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    instance_id: Mapped[int | None] = mapped_column(sa.ForeignKey("process_instance.id"))
+    element_id: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class ProcessInstance(Base):

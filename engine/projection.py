@@ -25,7 +25,19 @@ from sqlalchemy.orm import Session
 from . import directory
 from .audit import PendingEvent
 from .calendar import WorkingCalendar
-from .models import CaseRecord, Membership, ProcessInstance, Role, StatutoryClock, Task, Team, Timer, User
+from .errors import PermissionDenied
+from .models import (
+    CaseFact,
+    CaseRecord,
+    Membership,
+    ProcessInstance,
+    Role,
+    StatutoryClock,
+    Task,
+    Team,
+    Timer,
+    User,
+)
 from .ports import Notifier
 from .runtime import SpecBundle
 from .timers import parse_instant, timer_due, timer_kind
@@ -34,6 +46,7 @@ OPEN_STATUSES = ("ready", "claimed")
 CLOCK_START = "clock.start."
 CLOCK_STARTED_AT = "clock.startedAt."
 CLOCK_STOP = "clock.stop."
+RECORD = "record."
 
 
 @dataclass(frozen=True)
@@ -96,9 +109,58 @@ class Projector:
         )
 
     def run(self) -> list[str]:
+        self.apply_case_properties()
         self.apply_clocks()
         self.sync_timers()
         return self.sync_tasks()
+
+    # -------------------------------------------------------------------- case
+
+    def apply_case_properties(self) -> None:
+        """What completed elements declare about the case: facts, team, worker, closure."""
+        for spiff_task in self.ctx.completed:
+            props = properties(spiff_task.task_spec)
+            if not props:
+                continue
+            for name, expression in props.items():
+                if name.startswith(RECORD):
+                    self._record_fact(
+                        name[len(RECORD) :], self.services.evaluate(spiff_task, expression), spiff_task
+                    )
+            if self.case is None:
+                continue
+            for attribute, prop in (("team_key", "case.team"), ("worker", "case.worker")):
+                if props.get(prop):
+                    value = self.services.evaluate(spiff_task, props[prop])
+                    value = None if value in ("", None) else str(value)
+                    if getattr(self.case, attribute) != value:
+                        previous = getattr(self.case, attribute)
+                        setattr(self.case, attribute, value)
+                        self.event(f"case.{prop.split('.')[1]}_changed", data={"from": previous, "to": value})
+            if props.get("case.close"):
+                reason = str(self.services.evaluate(spiff_task, props["case.close"]))
+                if self.case.status == "open":
+                    self.case.status = "closed"
+                    self.case.closed_at = self.ctx.now
+                    self.case.closed_reason = reason
+                    self.event("case.closed", data={"reason": reason})
+
+    def _record_fact(self, name: str, value: Any, spiff_task: SpiffTask) -> None:
+        if self.instance.case_id is None:
+            return
+        fact = self.session.scalar(
+            sa.select(CaseFact).where(CaseFact.case_id == self.instance.case_id, CaseFact.name == name)
+        )
+        if fact is None:
+            fact = CaseFact(case_id=self.instance.case_id, name=name)
+            self.session.add(fact)
+        elif fact.value == value:
+            return
+        fact.value = value
+        fact.recorded_at = self.ctx.now
+        fact.instance_id = self.instance.id
+        fact.element_id = element_id(spiff_task.task_spec)
+        self.event("case.fact_recorded", data={"fact": name, "value": value})
 
     # ------------------------------------------------------------------- tasks
 
@@ -140,6 +202,7 @@ class Projector:
                     "due": row.due_at.isoformat() if row.due_at else None,
                 },
             )
+            self._preassign(row, spiff_task)
         return opened
 
     def _task_row(self, spiff_task: SpiffTask) -> Task:
@@ -165,6 +228,26 @@ class Projector:
             ui_form_key=props.get("formUiSchemaFilename"),
             instructions=extensions.get("instructionsForEndUser"),
         )
+
+    def _preassign(self, row: Task, spiff_task: SpiffTask) -> None:
+        """An ``assignee`` property gives the task straight to that person, if they may hold it."""
+        expression = properties(spiff_task.task_spec).get("assignee")
+        if not expression:
+            return
+        username = self.services.evaluate(spiff_task, expression)
+        if not username:
+            return
+        user = self.session.scalar(sa.select(User).where(User.username == str(username)))
+        try:
+            if user is None or not user.active:
+                raise PermissionDenied(f"there is no active user called {username!r}")
+            directory.check_may_hold(self.session, user, row.role_key, row.team_key)
+        except PermissionDenied as refusal:
+            # Left in the team queue for a manager; the refusal is on the record.
+            self.event("task.assignment_refused", row.id, {"assignee": str(username), "reason": str(refusal)})
+            return
+        row.status, row.assignee = "claimed", user.username
+        self.event("task.assigned", row.id, {"assignee": user.username, "previous": None})
 
     def _due(self, spiff_task: SpiffTask, props: dict[str, str]) -> datetime | None:
         """A ``dueDate`` property expression, else the earliest boundary timer on the task."""

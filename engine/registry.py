@@ -25,8 +25,10 @@ def default_processes_dir() -> Path:
 
 
 class Registry:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, extra_form_dirs: list[Path] | None = None) -> None:
         self.root = (root or default_processes_dir()).resolve()
+        # Where form schemas are looked for after processes/forms/ (tests add their own).
+        self.form_dirs = [self.root / "forms", *(extra_form_dirs or [])]
         self.functions: dict[str, Callable[..., Any]] = {}
         self._forms: dict[str, dict[str, Any]] = {}
 
@@ -60,7 +62,13 @@ class Registry:
             return cached
         if "/" in form_key or "\\" in form_key or form_key.startswith("."):
             raise ValueError(f"form name {form_key!r} must be a plain file name in processes/forms/")
-        schema = self.read_json(f"forms/{form_key}")
+        path = next((d / form_key for d in self.form_dirs if (d / form_key).is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"the form {form_key} is not in processes/forms/; add it or fix the name")
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
         if not isinstance(schema, dict):
             raise ValueError(f"processes/forms/{form_key} is not a JSON Schema object")
         jsonschema.validators.validator_for(schema).check_schema(schema)

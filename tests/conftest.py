@@ -23,6 +23,7 @@ from engine import clock as clock_module
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.db import Database
+from engine.registry import Registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_URL = os.environ.get(
@@ -107,7 +108,7 @@ def any_db_url(request: pytest.FixtureRequest) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine on ``url`` with the schema, the roles and the demo staff (no processes deployed)."""
-    engine = Engine(Database(url))
+    engine = Engine(Database(url), Registry(extra_form_dirs=[FIXTURES / "forms"]))
     engine.db.upgrade()
     from engine import directory
 

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("opened_at", sa.DateTime(), nullable=False),
         sa.Column("closed_at", sa.DateTime(), nullable=True),
+        sa.Column("closed_reason", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_case_record")),
         sa.UniqueConstraint("reference", name=op.f("uq_case_record_reference")),
     )
@@ -123,6 +124,27 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name=op.f("uq_team_key")),
     )
     op.create_table(
+        "case_link",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("linked_case_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["case_id"], ["case_record.id"], name=op.f("fk_case_link_case_id_case_record")
+        ),
+        sa.ForeignKeyConstraint(
+            ["linked_case_id"], ["case_record.id"], name=op.f("fk_case_link_linked_case_id_case_record")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_case_link")),
+        sa.UniqueConstraint(
+            "case_id", "linked_case_id", "kind", name=op.f("uq_case_link_case_id_linked_case_id_kind")
+        ),
+    )
+    with op.batch_alter_table("case_link", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_case_link_case_id"), ["case_id"], unique=False)
+
+    op.create_table(
         "membership",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -169,6 +191,27 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_process_instance_definition_id"), ["definition_id"], unique=False
         )
+
+    op.create_table(
+        "case_fact",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(), nullable=False),
+        sa.Column("instance_id", sa.Integer(), nullable=True),
+        sa.Column("element_id", sa.String(length=255), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["case_id"], ["case_record.id"], name=op.f("fk_case_fact_case_id_case_record")
+        ),
+        sa.ForeignKeyConstraint(
+            ["instance_id"], ["process_instance.id"], name=op.f("fk_case_fact_instance_id_process_instance")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_case_fact")),
+        sa.UniqueConstraint("case_id", "name", name=op.f("uq_case_fact_case_id_name")),
+    )
+    with op.batch_alter_table("case_fact", schema=None) as batch_op:
+        batch_op.create_index("ix_case_fact_name", ["name"], unique=False)
 
     op.create_table(
         "statutory_clock",
@@ -278,6 +321,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_statutory_clock_case")
 
     op.drop_table("statutory_clock")
+    with op.batch_alter_table("case_fact", schema=None) as batch_op:
+        batch_op.drop_index("ix_case_fact_name")
+
+    op.drop_table("case_fact")
     with op.batch_alter_table("process_instance", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_process_instance_definition_id"))
         batch_op.drop_index(batch_op.f("ix_process_instance_case_id"))
@@ -288,6 +335,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_membership_team_id"))
 
     op.drop_table("membership")
+    with op.batch_alter_table("case_link", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_case_link_case_id"))
+
+    op.drop_table("case_link")
     op.drop_table("team")
     op.drop_table("role")
     op.drop_table("process_definition")
