@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +26,7 @@ from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
-from . import audit, clock, definitions, directory
+from . import audit, clock, definitions, directory, queries
 from .audit import PendingEvent
 from .calendar import WorkingCalendar, load_calendar
 from .db import Database
@@ -105,7 +106,7 @@ class Engine:
         self.db = db
         self.registry = registry or Registry()
         self.calendar = calendar or load_calendar(self.registry.root / "calendar.json")
-        for name, function in time_functions(self.calendar).items():
+        for name, function in {**time_functions(self.calendar), **queries.query_functions()}.items():
             self.registry.register_function(name, function)
         self.runtime = Runtime(self.registry.functions)
         self.specs = definitions.SpecCache(on_parse=lambda specs: adopt_timers(specs, self.calendar))
@@ -126,7 +127,7 @@ class Engine:
         """
         self.db.upgrade()
         counts = {"roles": 0, "staff": 0, "deployed": 0}
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             counts["roles"] = directory.sync_roles(session, self.registry.roles())
             if demo:
                 counts["staff"] = directory.sync_staff(session, self.registry.read_json("demo/staff.json"))
@@ -141,7 +142,7 @@ class Engine:
     # ----------------------------------------------------------- definitions
 
     def deploy(self, files: list[tuple[str, bytes]], actor: str) -> list[definitions.DeployResult]:
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             results = definitions.deploy(session, files, actor, now)
             events = [
@@ -182,7 +183,7 @@ class Engine:
     ) -> StartResult:
         """Start the newest version of ``key``, on the case ``case_reference`` (created if new)."""
         data = check_json(data)
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             command = CommandContext(actor, clock.now())
             definition = definitions.require_latest(session, key)
             case = self._case_for_start(session, command, case_reference, team_key, subject_name)
@@ -211,7 +212,7 @@ class Engine:
             raise InvalidData("name at least one person this is about", {subject_field: "Add at least one"})
         for index, subject in enumerate(subjects):
             check_json(subject, f"{subject_field} {index + 1}")
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             command = CommandContext(actor, clock.now())
             definition = definitions.require_latest(session, key)
             cases, results = [], []
@@ -285,7 +286,7 @@ class Engine:
         return StartResult(instance.id, case.reference if case else None, opened)
 
     def claim(self, task_id: str, username: str) -> None:
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             task = self._task(session, task_id)
             user = directory.get_user(session, username)
@@ -303,7 +304,7 @@ class Engine:
             )
 
     def unclaim(self, task_id: str, username: str) -> None:
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             task = self._task(session, task_id)
             self._require_open(task)
@@ -328,7 +329,7 @@ class Engine:
 
     def assign(self, task_id: str, assignee: str, by: str) -> None:
         """A manager gives the task to ``assignee`` (or reassigns it)."""
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             task = self._task(session, task_id)
             self._require_open(task)
@@ -362,7 +363,7 @@ class Engine:
     ) -> None:
         """Complete a human task with the form's data and run the process on until it waits."""
         data = check_json(data)
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             command = CommandContext(username, now)
             row = self._task(session, task_id)
@@ -421,7 +422,7 @@ class Engine:
     def cancel(self, instance_id: int, by: str, reason: str) -> None:
         if not reason.strip():
             raise InvalidData("say why the process is being cancelled")
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             command = CommandContext(by, now)
             instance, workflow, bundle = self._load(session, instance_id, None)
@@ -447,7 +448,7 @@ class Engine:
         """
         failed: tuple[int, str] | None = None
         try:
-            with self.db.transaction() as session:
+            with self._transaction() as session:
                 now = clock.now()
                 timer = session.scalar(
                     sa.select(Timer)
@@ -508,7 +509,7 @@ class Engine:
 
     def _timer_failed(self, timer_id: int, error: str, worker: str) -> None:
         """A timer whose firing raised is parked as 'failed' (an incident), not retried for ever."""
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             now = clock.now()
             timer = session.get(Timer, timer_id)
             if timer is None or timer.status != "waiting":
@@ -587,6 +588,12 @@ class Engine:
             return dict(task.data)
 
     # ----------------------------------------------------------------- helpers
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A command's transaction, with its session bound for the diagram's query functions."""
+        with self.db.transaction() as session, queries.bound(session):
+            yield session
 
     def _case_for_start(
         self,

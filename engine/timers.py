@@ -77,6 +77,13 @@ def time_functions(calendar: WorkingCalendar) -> dict[str, Callable[..., Any]]:
     def next_working_day(at: str = "09:00", since: Any = None) -> str:
         return calendar.next_working_time(_since(since, calendar), _parse_hhmm(at)).isoformat()
 
+    def is_out_of_hours(at: Any = None) -> bool:
+        """Outside working hours, at a weekend, on a bank holiday or a closure day."""
+        local = _since(at, calendar).astimezone(calendar.timezone)
+        if not calendar.is_working_day(local.date()):
+            return True
+        return not (calendar.day_start <= local.time() < calendar.day_end)
+
     def today() -> str:
         return clock.now().astimezone(calendar.timezone).date().isoformat()
 
@@ -87,6 +94,7 @@ def time_functions(calendar: WorkingCalendar) -> dict[str, Callable[..., Any]]:
         "working_days": working_days,
         "working_hours": working_hours,
         "next_working_day": next_working_day,
+        "is_out_of_hours": is_out_of_hours,
         "today": today,
         "now": now,
     }
