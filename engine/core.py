@@ -162,6 +162,22 @@ class Engine:
                 raise InvalidData(f"{path}: cannot read the file ({exc.strerror})") from None
         return self.deploy(files, actor)
 
+    def start_form(self, key: str) -> str | None:
+        """The form a process's start event asks for (its ``formJsonSchemaFilename``), if any."""
+        with self.db.read() as session:
+            return self._start_form(session, definitions.require_latest(session, key))
+
+    def _start_form(self, session: Session, definition: ProcessDefinition) -> str | None:
+        bundle = self.specs.bundle(session, definition.id, {})
+        for task_spec in bundle.spec.task_specs.values():
+            if type(task_spec).__name__ == "StartEvent":
+                form = ((getattr(task_spec, "extensions", None) or {}).get("properties") or {}).get(
+                    "formJsonSchemaFilename"
+                )
+                if form:
+                    return str(form)
+        return None
+
     def list_processes(self) -> list[ProcessDefinition]:
         with self.db.read() as session:
             return list(
@@ -186,6 +202,9 @@ class Engine:
         with self._transaction() as session:
             command = CommandContext(actor, clock.now())
             definition = definitions.require_latest(session, key)
+            form = self._start_form(session, definition)
+            if form:
+                self._validate_form(form, data)
             case = self._case_for_start(session, command, case_reference, team_key, subject_name)
             result = self._start_in(session, command, definition, case, data)
             audit.append(session, command.events, command.now)
@@ -199,22 +218,27 @@ class Engine:
         shared: dict[str, Any] | None = None,
         team_key: str | None = None,
         subject_field: str = "subject",
+        subjects_field: str = "subjects",
         link_kind: str = "sibling",
     ) -> list[StartResult]:
         """One case and one instance per subject (a contact about three children: three cases).
 
-        Each instance gets its own copy of ``shared`` plus its own subject under ``subject_field``;
-        nothing is shared by reference.  The cases are linked to each other as ``link_kind``.
-        All or nothing, in one transaction.
+        The start form (if the start event names one) sees the whole answer: ``shared`` with the
+        list of subjects under ``subjects_field``.  Each instance then gets its own copy of
+        ``shared`` plus only its own subject under ``subject_field``; nothing is shared by
+        reference.  The cases are linked to each other as ``link_kind``.  All or nothing.
         """
         shared = check_json(shared)
         if not subjects:
-            raise InvalidData("name at least one person this is about", {subject_field: "Add at least one"})
+            raise InvalidData("name at least one person this is about", {subjects_field: "Add at least one"})
         for index, subject in enumerate(subjects):
             check_json(subject, f"{subject_field} {index + 1}")
         with self._transaction() as session:
             command = CommandContext(actor, clock.now())
             definition = definitions.require_latest(session, key)
+            form = self._start_form(session, definition)
+            if form:
+                self._validate_form(form, {**shared, subjects_field: subjects})
             cases, results = [], []
             for subject in subjects:
                 name = subject.get("name") if isinstance(subject.get("name"), str) else None

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -39,7 +39,10 @@ class Registry:
         self.functions[name] = function
 
     def bpmn_files(self) -> list[Path]:
-        return sorted(self.root.rglob("*.bpmn"))
+        """The diagrams ``frontdoor init`` deploys: everything except ``variants/`` (deployed by choice)."""
+        return sorted(
+            p for p in self.root.rglob("*.bpmn") if "variants" not in p.relative_to(self.root).parts
+        )
 
     def read_json(self, relative: str) -> Any:
         path = self.root / relative
@@ -71,9 +74,35 @@ class Registry:
             raise ValueError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
         if not isinstance(schema, dict):
             raise ValueError(f"processes/forms/{form_key} is not a JSON Schema object")
+        schema = cast(dict[str, Any], self._inline_code_lists(schema, form_key))
         jsonschema.validators.validator_for(schema).check_schema(schema)
         self._forms[form_key] = schema
         return schema
+
+    def code_list(self, name: str) -> dict[str, Any]:
+        """A code list from ``processes/codes/`` (a JSON Schema ``oneOf`` of ``const``/``title`` pairs)."""
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"code list name {name!r} must be a plain name")
+        codes: dict[str, Any] = self.read_json(f"codes/{name}.json")
+        return codes
+
+    def _inline_code_lists(self, node: Any, form_key: str) -> Any:
+        """Replace ``{"$ref": "codes/NAME.json"}`` with that code list, so a form names its codes once."""
+        if isinstance(node, list):
+            return [self._inline_code_lists(item, form_key) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.split("/")[-2:-1] == ["codes"] and ref.endswith(".json"):
+            name = ref.rsplit("/", 1)[-1][: -len(".json")]
+            try:
+                codes = self.code_list(name)
+            except FileNotFoundError:
+                raise ValueError(f"processes/forms/{form_key} refers to {ref}, which is not there") from None
+            merged = {k: v for k, v in codes.items() if k not in ("description",)}
+            merged.update({k: v for k, v in node.items() if k != "$ref"})
+            return merged
+        return {k: self._inline_code_lists(v, form_key) for k, v in node.items()}
 
     def roles(self) -> list[dict[str, Any]]:
         roles: list[dict[str, Any]] = self.read_json("roles.json")["roles"]
