@@ -31,6 +31,7 @@ from .audit import PendingEvent
 from .calendar import WorkingCalendar, load_calendar
 from .db import Database
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
+from .joins import adopt_joins
 from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Role, Task, Timer
 from .ports import Notifier, OutboxNotifier
 from .projection import OPEN_STATUSES, CommandContext, Projector, Services
@@ -109,7 +110,7 @@ class Engine:
         for name, function in {**time_functions(self.calendar), **queries.query_functions()}.items():
             self.registry.register_function(name, function)
         self.runtime = Runtime(self.registry.functions)
-        self.specs = definitions.SpecCache(on_parse=lambda specs: adopt_timers(specs, self.calendar))
+        self.specs = definitions.SpecCache(on_parse=self._adopt)
         ladder = self.registry.read_json_optional("escalation.json") or {}
         self.services = Services(
             calendar=self.calendar,
@@ -725,6 +726,11 @@ class Engine:
             workflow.do_engine_steps(did_complete_task=command.completed.append)
         except SpiffWorkflowException as exc:
             raise _process_error(exc) from exc
+
+    def _adopt(self, specs: list[Any]) -> None:
+        """Give freshly parsed specs Frontdoor's clock, calendar and branch-preserving joins."""
+        adopt_timers(specs, self.calendar)
+        adopt_joins(specs)
 
     def _validate_form(self, form_key: str, data: dict[str, Any]) -> None:
         """The answers must satisfy the task's form schema; every problem is reported, per field."""
