@@ -13,6 +13,7 @@ The functions a diagram may call (:func:`time_functions`) return ISO 8601 instan
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -111,11 +112,18 @@ def _value_to_instant(value: Any, start: datetime, calendar: WorkingCalendar) ->
     return parse_instant(value, calendar)
 
 
+# A plain ISO 8601 date-time, duration or repeating interval, written without quotes.
+_ISO_LITERAL = re.compile(r"^[0-9RPTWYMDHSZ:/+.,-]+$")
+
+
 class _ClockTimer:
     calendar: WorkingCalendar
 
     def _evaluate(self, my_task: Any) -> Any:
-        return my_task.workflow.script_engine.evaluate(my_task, self.expression)  # type: ignore[attr-defined]
+        expression = str(self.expression).strip()  # type: ignore[attr-defined]
+        if _ISO_LITERAL.match(expression):
+            return expression
+        return my_task.workflow.script_engine.evaluate(my_task, expression)
 
     def _fire_if_due(self, my_task: Any, due: datetime) -> bool:
         if due <= clock.now():
