@@ -220,7 +220,7 @@ class Projector:
             name=element_name(spec) or spec.name,
             lane=lane,
             role_key=role.key if role else None,
-            team_key=props.get("team") or (self.case.team_key if self.case else None),
+            team_key=self._team(spiff_task, props.get("team")),
             status="ready",
             created_at=self.ctx.now,
             due_at=self._due(spiff_task, props),
@@ -228,6 +228,15 @@ class Projector:
             ui_form_key=props.get("formUiSchemaFilename"),
             instructions=extensions.get("instructionsForEndUser"),
         )
+
+    def _team(self, spiff_task: SpiffTask, team: str | None) -> str | None:
+        """The task's team: a ``team`` property (a team key, or an expression giving one), else the case's."""
+        if team:
+            if self.session.scalar(sa.select(Team.id).where(Team.key == team)) is not None:
+                return team
+            value = self.services.evaluate(spiff_task, team)
+            return str(value) if value else None
+        return self.case.team_key if self.case else None
 
     def _preassign(self, row: Task, spiff_task: SpiffTask) -> None:
         """An ``assignee`` property gives the task straight to that person, if they may hold it."""
