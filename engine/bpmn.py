@@ -81,6 +81,9 @@ class ParsedProcess:
     # Called process key -> the (id, name) of each callActivity element that calls it.
     calls: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
 
+    # (element id, element name, form file) for every task that names a form.
+    forms: list[tuple[str, str | None, str]] = field(default_factory=list)
+
     @property
     def called_keys(self) -> set[str]:
         return set(self.calls)
@@ -164,11 +167,18 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
             spec = parser.get_spec(process.key)
             # Embedded subprocesses; call activities to other files are checked by the caller,
             # which knows what is already deployed.
-            parser.get_subprocess_specs(process.key, require_call_activity_specs=False)
+            found = parser.get_subprocess_specs(process.key, require_call_activity_specs=False)
+            subprocesses = {k: v for k, v in found.items() if v is not None}
         except (ValidationException, SpiffWorkflowException) as exc:
             findings.append(_finding_from_spiff(exc, process.filename))
             continue
         findings.extend(check_executable(spec, process.filename))
+        for task_spec in [spec, *subprocesses.values()]:
+            for inner in getattr(task_spec, "task_specs", {}).values():
+                props = (getattr(inner, "extensions", None) or {}).get("properties") or {}
+                for prop in ("formJsonSchemaFilename", "formUiSchemaFilename"):
+                    if props.get(prop):
+                        process.forms.append((inner.bpmn_id or inner.name, inner.bpmn_name, props[prop]))
     if findings:
         raise DefinitionError(findings)
     return processes

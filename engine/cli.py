@@ -52,6 +52,16 @@ def user_errors(function: F) -> F:
         except FrontdoorError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            # No schema yet, or no database to talk to: say which, not a traceback.
+            text = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if "no such table" in text or ("does not exist" in text and "relation" in text):
+                click.echo(
+                    "error: the database has no Frontdoor tables yet; run `frontdoor init` first", err=True
+                )
+            else:
+                click.echo(f"error: cannot use the database ({text}); check FRONTDOOR_DATABASE_URL", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 

@@ -63,19 +63,23 @@ def check_json(data: Any, what: str = "data") -> dict[str, Any]:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidData(f"{what} cannot be stored as JSON: {exc}") from None
-    _reject_non_finite(data, what)
+    _reject_unstorable(data, what)
     return data
 
 
-def _reject_non_finite(value: Any, what: str) -> None:
+def _reject_unstorable(value: Any, what: str) -> None:
+    """What JSON allows but a database refuses: non-finite numbers, NUL characters."""
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidData(f"{what} contains {value}, which JSON cannot hold")
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidData(f"{what} contains a NUL character (\\x00); remove it")
     if isinstance(value, dict):
-        for v in value.values():
-            _reject_non_finite(v, what)
+        for k, v in value.items():
+            _reject_unstorable(k, what)
+            _reject_unstorable(v, what)
     elif isinstance(value, list):
         for v in value:
-            _reject_non_finite(v, what)
+            _reject_unstorable(v, what)
 
 
 def _process_error(exc: Exception) -> ProcessError:
@@ -145,7 +149,7 @@ class Engine:
     def deploy(self, files: list[tuple[str, bytes]], actor: str) -> list[definitions.DeployResult]:
         with self._transaction() as session:
             now = clock.now()
-            results = definitions.deploy(session, files, actor, now)
+            results = definitions.deploy(session, files, actor, now, self.registry.form_file_exists)
             events = [
                 PendingEvent(actor, "process.deployed", data={"key": r.key, "version": r.version})
                 for r in results

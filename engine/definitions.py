@@ -27,13 +27,27 @@ class DeployResult:
 
 
 def deploy(
-    session: Session, files: list[tuple[str, bytes]], deployed_by: str, now: Any
+    session: Session,
+    files: list[tuple[str, bytes]],
+    deployed_by: str,
+    now: Any,
+    form_exists: Callable[[str], bool] | None = None,
 ) -> list[DeployResult]:
     """Validate the files together and record a new version of every process whose file changed."""
     processes = read_process_files(files)
     deploying = {p.key for p in processes}
     findings = []
     for process in processes:
+        for element, name, form in process.forms:
+            if form_exists is not None and not form_exists(form):
+                findings.append(
+                    Finding(
+                        f"names the form {form}, which is not in processes/forms/; add it or fix the name",
+                        process.filename,
+                        element,
+                        name,
+                    )
+                )
         for called in sorted(process.called_keys - deploying):
             if latest(session, called) is None:
                 for element, name in process.calls[called]:
@@ -50,20 +64,19 @@ def deploy(
         raise DefinitionError(findings)
     results = []
     for process in processes:
-        same = session.scalar(
-            sa.select(ProcessDefinition).where(
-                ProcessDefinition.key == process.key, ProcessDefinition.sha256 == process.sha256
-            )
+        newest = session.scalar(
+            sa.select(ProcessDefinition)
+            .where(ProcessDefinition.key == process.key)
+            .order_by(ProcessDefinition.version.desc())
+            .limit(1)
         )
-        if same is not None:
-            results.append(DeployResult(process.key, same.version, same.id, created=False))
+        if newest is not None and newest.sha256 == process.sha256:
+            results.append(DeployResult(process.key, newest.version, newest.id, created=False))
             continue
-        current = session.scalar(
-            sa.select(sa.func.max(ProcessDefinition.version)).where(ProcessDefinition.key == process.key)
-        )
+        current = newest.version if newest is not None else 0
         definition = ProcessDefinition(
             key=process.key,
-            version=(current or 0) + 1,
+            version=current + 1,
             name=process.name,
             filename=process.filename,
             bpmn_xml=process.content.decode("utf-8"),

@@ -51,7 +51,7 @@ class ProcessDefinition(Base):
     __tablename__ = "process_definition"
     __table_args__ = (
         sa.UniqueConstraint("key", "version"),
-        sa.UniqueConstraint("key", "sha256"),
+        sa.Index("ix_process_definition_key_sha256", "key", "sha256"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,7 +60,8 @@ class ProcessDefinition(Base):
     name: Mapped[str | None] = mapped_column(sa.String(255))
     filename: Mapped[str] = mapped_column(sa.String(255))
     bpmn_xml: Mapped[str] = mapped_column(sa.Text)
-    # sha256 of the file the process came from: the same content is never deployed twice.
+    # sha256 of the file the process came from: deploying what is already the newest version
+    # changes nothing; deploying an older file again makes it the newest version.
     sha256: Mapped[str] = mapped_column(sa.String(64))
     deployed_by: Mapped[str] = mapped_column(sa.String(100))
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -240,7 +241,9 @@ class AuditEvent(Base):
     case_id: Mapped[int | None] = mapped_column(index=True)
     instance_id: Mapped[int | None] = mapped_column(index=True)
     task_id: Mapped[str | None] = mapped_column(sa.String(36))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Plain JSON, not JSONB: PostgreSQL's JSONB rewrites numbers (1e16, -0.0), and the hash must
+    # be recomputable from exactly what was stored.
+    data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
 

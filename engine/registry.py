@@ -58,6 +58,9 @@ class Registry:
             return None
         return self.read_json(relative)
 
+    def form_file_exists(self, form_key: str) -> bool:
+        return "/" not in form_key and any((d / form_key).is_file() for d in self.form_dirs)
+
     def form_schema(self, form_key: str) -> dict[str, Any]:
         """The JSON Schema of a task's form, from ``processes/forms/``; checked once, then cached."""
         cached = self._forms.get(form_key)

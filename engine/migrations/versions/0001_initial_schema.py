@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.Integer(), nullable=True),
         sa.Column("instance_id", sa.Integer(), nullable=True),
         sa.Column("task_id", sa.String(length=36), nullable=True),
-        sa.Column("data", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_event")),
@@ -101,9 +101,11 @@ def upgrade() -> None:
         sa.Column("deployed_at", sa.DateTime(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_process_definition")),
-        sa.UniqueConstraint("key", "sha256", name=op.f("uq_process_definition_key_sha256")),
         sa.UniqueConstraint("key", "version", name=op.f("uq_process_definition_key_version")),
     )
+    with op.batch_alter_table("process_definition", schema=None) as batch_op:
+        batch_op.create_index("ix_process_definition_key_sha256", ["key", "sha256"], unique=False)
+
     op.create_table(
         "role",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -341,6 +343,9 @@ def downgrade() -> None:
     op.drop_table("case_link")
     op.drop_table("team")
     op.drop_table("role")
+    with op.batch_alter_table("process_definition", schema=None) as batch_op:
+        batch_op.drop_index("ix_process_definition_key_sha256")
+
     op.drop_table("process_definition")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_status"))
