@@ -83,12 +83,12 @@ DATA: dict[str, dict[str, Any]] = {
 # Form schemas for the form keys in triage.bpmn, written over any of the same name in the copy of
 # processes/ that the bench uses (the product's own forms ask for more than this loop answers).
 FORMS: dict[str, dict[str, Any]] = {
-    "record-contact.schema.json": {
+    "triage-record-contact.schema.json": {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {"contact_summary": {"type": "string"}, "source": {"type": "string"}},
     },
-    "decide.schema.json": {
+    "triage-decide.schema.json": {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": {"decision": {"enum": ["refer", "more_information", "no_further_action"]}},

@@ -22,6 +22,14 @@ from .models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
 
+_LOCK_HEAD = sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_INSERT_EVENT = sa.insert(AuditEvent)
+_MOVE_HEAD = (
+    sa.update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+
 
 @dataclass
 class PendingEvent:
@@ -56,12 +64,12 @@ def event_hash(
 def append(session: Session, events: list[PendingEvent], occurred_at: datetime) -> None:
     if not events:
         return
-    head = session.scalar(sa.select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    connection = session.connection()
+    head = connection.execute(_LOCK_HEAD).first()
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
+        raise RuntimeError("the audit trail has no head row; run `frontdoor init` to upgrade the schema")
     seq, prev = head.seq, head.hash
-    # Timestamps are stored at microsecond precision; hash what will be read back.
+    rows = []
     for event in events:
         seq += 1
         digest = event_hash(
@@ -75,22 +83,23 @@ def append(session: Session, events: list[PendingEvent], occurred_at: datetime) 
             event.task_id,
             event.data,
         )
-        session.add(
-            AuditEvent(
-                seq=seq,
-                occurred_at=occurred_at,
-                actor=event.actor,
-                action=event.action,
-                case_id=event.case_id,
-                instance_id=event.instance_id,
-                task_id=event.task_id,
-                data=event.data,
-                prev_hash=prev,
-                hash=digest,
-            )
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": occurred_at,
+                "actor": event.actor,
+                "action": event.action,
+                "case_id": event.case_id,
+                "instance_id": event.instance_id,
+                "task_id": event.task_id,
+                "data": event.data,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
         prev = digest
-    head.seq, head.hash = seq, prev
+    connection.execute(_INSERT_EVENT, rows)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
 
 
 @dataclass

@@ -137,6 +137,7 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
         except (ValidationException, SpiffWorkflowException) as exc:
             findings.append(_finding_from_spiff(exc, filename))
             continue
+        findings.extend(_unread_gateway_properties(root, filename))
         digest = hashlib.sha256(content).hexdigest()
         executable = [
             p for p in root.iterfind(f"{{{BPMN_NS}}}process") if p.get("isExecutable", "true") != "false"
@@ -182,6 +183,28 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
     if findings:
         raise DefinitionError(findings)
     return processes
+
+
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+GATEWAYS = ("exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway")
+
+
+def _unread_gateway_properties(root: etree._Element, filename: str) -> list[Finding]:
+    """SpiffWorkflow reads no extension properties on gateways: say so rather than ignore them."""
+    findings = []
+    for tag in GATEWAYS:
+        for gateway in root.iter(f"{{{BPMN_NS}}}{tag}"):
+            if next(gateway.iter(f"{{{SPIFF_NS}}}property"), None) is not None:
+                findings.append(
+                    Finding(
+                        "properties on a gateway are never applied; move them to the task or event "
+                        "before or after it",
+                        filename,
+                        gateway.get("id"),
+                        gateway.get("name"),
+                    )
+                )
+    return findings
 
 
 def check_executable(spec: Any, filename: str) -> list[Finding]:

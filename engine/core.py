@@ -32,9 +32,9 @@ from .calendar import WorkingCalendar, load_calendar
 from .db import Database
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
 from .joins import adopt_joins
-from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Role, Task, Timer
+from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Task, Timer
 from .ports import Notifier, OutboxNotifier
-from .projection import OPEN_STATUSES, CommandContext, Projector, Services
+from .projection import OPEN_STATUSES, CaseRef, CommandContext, InstanceRef, Live, Projector, Services
 from .registry import Registry
 from .runtime import Runtime, SpecBundle
 from .timers import adopt_timers, time_functions
@@ -116,7 +116,9 @@ class Engine:
         self.runtime = Runtime(self.registry.functions)
         self.specs = definitions.SpecCache(on_parse=self._adopt)
         ladder = self.registry.read_json_optional("escalation.json") or {}
+        self.roles = directory.RoleBook()
         self.services = Services(
+            roles=self.roles,
             calendar=self.calendar,
             evaluate=self._evaluate,
             ladder=ladder.get("levels", {}),
@@ -134,6 +136,7 @@ class Engine:
         counts = {"roles": 0, "staff": 0, "deployed": 0}
         with self._transaction() as session:
             counts["roles"] = directory.sync_roles(session, self.registry.roles())
+            self.roles.invalidate()
             if demo:
                 counts["staff"] = directory.sync_staff(session, self.registry.read_json("demo/staff.json"))
         files = self.registry.bpmn_files()
@@ -286,18 +289,22 @@ class Engine:
             start_task.set_data(**data)
         completed_before = len(command.completed)
         self._run_engine(workflow, command)
-        instance = ProcessInstance(
-            definition_id=definition.id,
-            called_definitions=pins,
-            case_id=case.id if case else None,
-            status="running",
-            state="",
-            revision=1,
-            started_at=command.now,
-            started_by=command.actor,
+        instance_id = session.connection().scalar(
+            sa.insert(ProcessInstance)
+            .values(
+                definition_id=definition.id,
+                called_definitions=pins,
+                case_id=case.id if case else None,
+                status="running",
+                state="",
+                revision=1,
+                started_at=command.now,
+                started_by=command.actor,
+            )
+            .returning(ProcessInstance.id)
         )
-        session.add(instance)
-        session.flush()
+        assert instance_id is not None
+        instance = InstanceRef(instance_id, definition.id, pins, case.id if case else None, "running", 1, "")
         command.events.append(
             PendingEvent(
                 command.actor,
@@ -309,8 +316,15 @@ class Engine:
         )
         # Several instances may start in one command: each projects only what it completed.
         own = CommandContext(command.actor, command.now, command.events, command.completed[completed_before:])
-        opened = Projector(session, own, instance, workflow, bundle, case, self.services).run()
-        instance.state = self.runtime.dump(workflow)
+        case_ref = _case_ref(case) if case else None
+        opened = Projector(
+            session, own, instance, workflow, bundle, case_ref, self.services, Live.empty()
+        ).run()
+        session.connection().execute(
+            sa.update(ProcessInstance)
+            .where(ProcessInstance.id == instance.id)
+            .values(state=self.runtime.dump(workflow))
+        )
         self._complete_if_done(session, own, instance, workflow)
         return StartResult(instance.id, case.reference if case else None, opened)
 
@@ -324,7 +338,7 @@ class Engine:
             self._require_open(task)
             if task.status == "claimed":
                 raise Conflict(f"'{task.name}' is already claimed by {task.assignee}")
-            directory.check_may_hold(session, user, task.role_key, task.team_key)
+            directory.check_may_hold(session, user, task.role_key, task.team_key, self.roles)
             self._set_assignee(session, task, username, expected_status="ready")
             audit.append(
                 session,
@@ -365,7 +379,7 @@ class Engine:
             manager = directory.get_user(session, by)
             self._check_may_assign(session, manager, task)
             user = directory.get_user(session, assignee)
-            directory.check_may_hold(session, user, task.role_key, task.team_key)
+            directory.check_may_hold(session, user, task.role_key, task.team_key, self.roles)
             previous = task.assignee
             self._set_assignee(session, task, assignee, expected_status=task.status, expected=previous)
             audit.append(
@@ -395,16 +409,21 @@ class Engine:
         with self._transaction() as session:
             now = clock.now()
             command = CommandContext(username, now)
-            row = self._task(session, task_id)
+            connection = session.connection()
+            row: Any = connection.execute(_TASK_FOR_COMPLETION, {"task_id": task_id}).first()
+            if row is None:
+                raise NotFound(f"there is no task {task_id!r}; list open tasks with `frontdoor tasks`")
             self._require_open(row)
-            user = directory.get_user(session, username)
             if row.status == "claimed" and row.assignee != username:
                 raise Conflict(f"'{row.name}' is claimed by {row.assignee}; only they can complete it")
             if row.status == "ready":
-                directory.check_may_hold(session, user, row.role_key, row.team_key)
+                directory.check_may_hold(session, username, row.role_key, row.team_key, self.roles)
+            else:
+                directory.user_ref(session, username)  # an account disabled since claiming cannot complete
             if row.form_key:
                 self._validate_form(row.form_key, data)
-            instance, workflow, bundle = self._load(session, row.instance_id, expected_revision)
+            instance = InstanceRef(*row[len(_TASK_COLUMNS) : len(_TASK_COLUMNS) + len(_INSTANCE_COLUMNS)])
+            workflow, bundle, before = self._restore(session, instance, expected_revision)
             spiff_task = workflow.get_task_from_id(uuid.UUID(row.id))
             if (
                 spiff_task is None
@@ -414,26 +433,19 @@ class Engine:
                 raise Conflict(
                     f"'{row.name}' is no longer waiting to be completed; reload to see where the case is"
                 )
-            before = dict(spiff_task.data)
+            previous = dict(spiff_task.data)
             spiff_task.set_data(**data)
             try:
                 spiff_task.run()
             except SpiffWorkflowException as exc:
                 raise _process_error(exc) from exc
             command.completed.append(spiff_task)
+            command.handled.add(row.id)
             self._run_engine(workflow, command)
-            changes = {k: v for k, v in data.items() if before.get(k, _MISSING) != v}
+            changes = {k: v for k, v in data.items() if previous.get(k, _MISSING) != v}
             updated = _rowcount(
-                session.execute(
-                    sa.update(Task)
-                    .where(Task.id == row.id, Task.status.in_(OPEN_STATUSES))
-                    .values(
-                        status="completed",
-                        assignee=username,
-                        completed_by=username,
-                        completed_at=now,
-                        outcome=data,
-                    )
+                connection.execute(
+                    _COMPLETE_TASK, {"task_id": row.id, "username": username, "now": now, "outcome": data}
                 )
             )
             if updated != 1:
@@ -443,8 +455,9 @@ class Engine:
                     username, "task.completed", row.case_id, row.instance_id, row.id, {"changes": changes}
                 )
             )
-            case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
-            Projector(session, command, instance, workflow, bundle, case, self.services).run()
+            case_columns = row[len(_TASK_COLUMNS) + len(_INSTANCE_COLUMNS) :]
+            case = CaseRef(*case_columns) if case_columns[0] is not None else None
+            Projector(session, command, instance, workflow, bundle, case, self.services, before).run()
             self._save(session, instance, workflow)
             self._finish(session, command, instance, workflow)
 
@@ -454,14 +467,14 @@ class Engine:
         with self._transaction() as session:
             now = clock.now()
             command = CommandContext(by, now)
-            instance, workflow, bundle = self._load(session, instance_id, None)
+            instance, workflow, bundle, before = self._load(session, instance_id, None)
             if instance.status != "running":
                 raise Conflict(f"process instance {instance_id} is already {instance.status}")
             workflow.cancel()
             instance.status = "cancelled"
             instance.ended_at = now
-            case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
-            Projector(session, command, instance, workflow, bundle, case, self.services).run()
+            case = self._case(session, instance.case_id)
+            Projector(session, command, instance, workflow, bundle, case, self.services, before).run()
             self._save(session, instance, workflow)
             command.events.append(
                 PendingEvent(by, "instance.cancelled", instance.case_id, instance.id, data={"reason": reason})
@@ -500,22 +513,20 @@ class Engine:
             return failed[0]
 
     def _fire(self, session: Session, timer: Timer, worker: str, now: Any) -> None:
-        instance = session.scalar(
-            sa.select(ProcessInstance).where(ProcessInstance.id == timer.instance_id).with_for_update()
-        )
-        if instance is None or instance.status != "running":
+        loaded = self._load(session, timer.instance_id, None, lock=True, missing_ok=True)
+        if loaded is None or loaded[0].status != "running":
             timer.status = "cancelled"
             return
-        bundle = self.specs.bundle(session, instance.definition_id, instance.called_definitions or {})
-        workflow = self.runtime.load(instance.state, bundle)
+        instance, workflow, bundle, before = loaded
         spiff_task = workflow.get_task_from_id(uuid.UUID(timer.task_id))
         if spiff_task is None or not spiff_task.has_state(TaskState.WAITING):
             timer.status = "cancelled"  # the process moved on without it; nothing to fire
             return
         command = CommandContext(worker, now)
+        command.handled.add(timer.task_id)
         try:
             workflow.refresh_timers()
-        except SpiffWorkflowException as exc:
+        except _DIAGRAM_FAILURES as exc:
             raise _process_error(exc) from exc
         self._run_engine(workflow, command)
         timer.status, timer.fired_at, timer.fired_by = "fired", now, worker
@@ -529,8 +540,8 @@ class Engine:
                 data={"timer": timer.id, "element": timer.element_id, "due": timer.due_at.isoformat()},
             )
         )
-        case = session.get(CaseRecord, instance.case_id) if instance.case_id else None
-        projector = Projector(session, command, instance, workflow, bundle, case, self.services)
+        case = self._case(session, instance.case_id)
+        projector = Projector(session, command, instance, workflow, bundle, case, self.services, before)
         projector.escalate(timer)
         projector.run()
         self._save(session, instance, workflow)
@@ -612,7 +623,7 @@ class Engine:
     def instance_data(self, instance_id: int) -> dict[str, Any]:
         """The process data as the workflow holds it now (for tests and diagnostics, not for queues)."""
         with self.db.read() as session:
-            _, workflow, _ = self._load(session, instance_id, None)
+            _, workflow, _, _ = self._load(session, instance_id, None)
             task = workflow.last_task or workflow.task_tree
             return dict(task.data)
 
@@ -679,7 +690,7 @@ class Engine:
         return task
 
     @staticmethod
-    def _require_open(task: Task) -> None:
+    def _require_open(task: Any) -> None:
         if task.status not in OPEN_STATUSES:
             by = f" by {task.completed_by}" if task.completed_by else ""
             raise Conflict(f"'{task.name}' is already {task.status}{by}")
@@ -701,7 +712,7 @@ class Engine:
             raise Conflict(f"'{task.name}' was claimed or changed by someone else a moment ago; reload")
 
     def _check_may_assign(self, session: Session, manager: Any, task: Task) -> None:
-        assigning = set(session.scalars(sa.select(Role.key).where(Role.assigns_work.is_(True))))
+        assigning = self.roles.assigning(session)
         held = directory.memberships(session, manager)
         if not any(
             role in assigning and (task.team_key is None or team == task.team_key) for team, role in held
@@ -712,23 +723,57 @@ class Engine:
             )
 
     def _load(
-        self, session: Session, instance_id: int, expected_revision: int | None
-    ) -> tuple[ProcessInstance, BpmnWorkflow, SpecBundle]:
-        instance = session.get(ProcessInstance, instance_id)
-        if instance is None:
+        self,
+        session: Session,
+        instance_id: int,
+        expected_revision: int | None,
+        lock: bool = False,
+        missing_ok: bool = False,
+    ) -> Any:
+        """The instance row, its workflow, its spec bundle, and what its projection rows mirror."""
+        query = _LOCK_INSTANCE if lock else _SELECT_INSTANCE
+        row = session.connection().execute(query, {"instance_id": instance_id}).first()
+        if row is None:
+            if missing_ok:
+                return None
             raise NotFound(f"there is no process instance {instance_id}")
+        instance = InstanceRef(*row)
+        return (instance, *self._restore(session, instance, expected_revision))
+
+    def _restore(
+        self, session: Session, instance: InstanceRef, expected_revision: int | None
+    ) -> tuple[BpmnWorkflow, SpecBundle, Live]:
         if expected_revision is not None and instance.revision != expected_revision:
             raise Conflict(
                 f"the case changed since you opened it (revision {expected_revision}, now "
                 f"{instance.revision}); reload and check before saving"
             )
         bundle = self.specs.bundle(session, instance.definition_id, instance.called_definitions or {})
-        return instance, self.runtime.load(instance.state, bundle), bundle
+        workflow = self.runtime.load(instance.state, bundle)
+        return workflow, bundle, Live.of(workflow)
+
+    def _case(self, session: Session, case_id: int | None) -> CaseRef | None:
+        if case_id is None:
+            return None
+        row = (
+            session.connection()
+            .execute(
+                sa.select(
+                    CaseRecord.id,
+                    CaseRecord.reference,
+                    CaseRecord.team_key,
+                    CaseRecord.worker,
+                    CaseRecord.status,
+                ).where(CaseRecord.id == case_id)
+            )
+            .first()
+        )
+        return CaseRef(*row) if row else None
 
     def _run_engine(self, workflow: BpmnWorkflow, command: CommandContext) -> None:
         try:
             workflow.do_engine_steps(did_complete_task=command.completed.append)
-        except SpiffWorkflowException as exc:
+        except _DIAGRAM_FAILURES as exc:
             raise _process_error(exc) from exc
 
     def _adopt(self, specs: list[Any]) -> None:
@@ -766,40 +811,41 @@ class Engine:
         except Exception as exc:
             raise _process_error(exc) from exc
 
-    def _save(self, session: Session, instance: ProcessInstance, workflow: BpmnWorkflow) -> None:
+    def _save(self, session: Session, instance: InstanceRef, workflow: BpmnWorkflow) -> None:
         """Write the new state only if nobody else wrote since we read it."""
         seen = instance.revision
-        state = self.runtime.dump(workflow)
         updated = _rowcount(
-            session.execute(
-                sa.update(ProcessInstance)
-                .where(ProcessInstance.id == instance.id, ProcessInstance.revision == seen)
-                .values(state=state, revision=seen + 1, status=instance.status, ended_at=instance.ended_at)
-                .execution_options(synchronize_session=False)
+            session.connection().execute(
+                _SAVE_INSTANCE,
+                {
+                    "instance_id": instance.id,
+                    "seen": seen,
+                    "state": self.runtime.dump(workflow),
+                    "status": instance.status,
+                    "ended_at": instance.ended_at,
+                },
             )
         )
         if updated != 1:
             raise Conflict("someone else changed this case at the same moment; reload and try again")
         instance.revision = seen + 1
-        session.expire(instance, ["state"])
 
     def _finish(
-        self, session: Session, command: CommandContext, instance: ProcessInstance, workflow: BpmnWorkflow
+        self, session: Session, command: CommandContext, instance: InstanceRef, workflow: BpmnWorkflow
     ) -> None:
         self._complete_if_done(session, command, instance, workflow)
         audit.append(session, command.events, command.now)
 
     def _complete_if_done(
-        self, session: Session, command: CommandContext, instance: ProcessInstance, workflow: BpmnWorkflow
+        self, session: Session, command: CommandContext, instance: InstanceRef, workflow: BpmnWorkflow
     ) -> None:
         if workflow.completed and instance.status == "running":
             instance.status = "completed"
             instance.ended_at = command.now
-            session.execute(
+            session.connection().execute(
                 sa.update(ProcessInstance)
                 .where(ProcessInstance.id == instance.id)
                 .values(status="completed", ended_at=command.now)
-                .execution_options(synchronize_session=False)
             )
             command.events.append(
                 PendingEvent(command.actor, "instance.completed", instance.case_id, instance.id)
@@ -807,6 +853,81 @@ class Engine:
 
 
 _MISSING = object()
+
+# What a diagram's own expressions can raise while the engine steps (a timer expression that
+# is not a date, a script dividing by zero): the process's fault, reported against its element.
+_DIAGRAM_FAILURES = (SpiffWorkflowException, ValueError, TypeError, KeyError, ArithmeticError)
+
+_INSTANCE_COLUMNS = (
+    ProcessInstance.id,
+    ProcessInstance.definition_id,
+    ProcessInstance.called_definitions,
+    ProcessInstance.case_id,
+    ProcessInstance.status,
+    ProcessInstance.revision,
+    ProcessInstance.state,
+    ProcessInstance.ended_at,
+)
+
+_TASK_COLUMNS = (
+    Task.id,
+    Task.instance_id,
+    Task.case_id,
+    Task.name,
+    Task.status,
+    Task.assignee,
+    Task.role_key,
+    Task.team_key,
+    Task.form_key,
+    Task.completed_by,
+)
+_CASE_COLUMNS = (
+    CaseRecord.id,
+    CaseRecord.reference,
+    CaseRecord.team_key,
+    CaseRecord.worker,
+    CaseRecord.status,
+)
+# Everything `complete` needs before it restores the workflow (task, instance, case) in one statement.
+_TASK_FOR_COMPLETION = (
+    sa.select(*_TASK_COLUMNS, *_INSTANCE_COLUMNS, *_CASE_COLUMNS)
+    .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
+    .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+    .where(Task.id == sa.bindparam("task_id"))
+)
+
+
+_SELECT_INSTANCE = sa.select(*_INSTANCE_COLUMNS).where(ProcessInstance.id == sa.bindparam("instance_id"))
+_LOCK_INSTANCE = _SELECT_INSTANCE.with_for_update()
+_SELECT_CASE = sa.select(*_CASE_COLUMNS).where(CaseRecord.id == sa.bindparam("case_id"))
+_COMPLETE_TASK = (
+    sa.update(Task)
+    .where(Task.id == sa.bindparam("task_id"), Task.status.in_(OPEN_STATUSES))
+    .values(
+        status="completed",
+        assignee=sa.bindparam("username"),
+        completed_by=sa.bindparam("username"),
+        completed_at=sa.bindparam("now"),
+        outcome=sa.bindparam("outcome", type_=Task.__table__.c.outcome.type),
+    )
+)
+# The optimistic lock: 0 rows updated means someone else saved first.
+_SAVE_INSTANCE = (
+    sa.update(ProcessInstance)
+    .where(
+        ProcessInstance.id == sa.bindparam("instance_id"), ProcessInstance.revision == sa.bindparam("seen")
+    )
+    .values(
+        state=sa.bindparam("state"),
+        revision=ProcessInstance.revision + 1,
+        status=sa.bindparam("status"),
+        ended_at=sa.bindparam("ended_at", type_=ProcessInstance.__table__.c.ended_at.type),
+    )
+)
+
+
+def _case_ref(case: CaseRecord) -> CaseRef:
+    return CaseRef(case.id, case.reference, case.team_key, case.worker, case.status)
 
 
 def _rowcount(result: sa.Result[Any]) -> int:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -80,22 +84,144 @@ def sync_staff(session: Session, staff: dict[str, Any]) -> int:
     return changed
 
 
+@dataclass(frozen=True)
+class RoleInfo:
+    key: str
+    name: str
+    constraints: dict[str, Any]
+    assigns_work: bool
+
+
+class RoleBook:
+    """Roles, read once and kept for a short while: a command must not scan the role table per task.
+
+    Roles change only when an administrator (or ``frontdoor init``) loads them; a change made
+    in another process is seen here within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._loaded_at = -math.inf
+        self._by_key: dict[str, RoleInfo] = {}
+        self._by_lane: dict[str, RoleInfo] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = -math.inf
+
+    def _fresh(self, session: Session) -> None:
+        if time.monotonic() - self._loaded_at < self.ttl:
+            return
+        rows = session.execute(sa.select(Role.key, Role.name, Role.constraints, Role.assigns_work)).all()
+        by_key = {
+            key: RoleInfo(key, name, constraints or {}, bool(assigns))
+            for key, name, constraints, assigns in rows
+        }
+        by_lane = {}
+        for info in by_key.values():
+            by_lane[normalise_role_name(info.key)] = info
+            by_lane[normalise_role_name(info.name)] = info
+        with self._lock:
+            self._by_key, self._by_lane, self._loaded_at = by_key, by_lane, time.monotonic()
+
+    def get(self, session: Session, key: str | None) -> RoleInfo | None:
+        if key is None:
+            return None
+        self._fresh(session)
+        return self._by_key.get(key)
+
+    def for_lane(self, session: Session, lane: str | None) -> RoleInfo | None:
+        """The role a lane stands for: matched on the role's name or key, ignoring case and spacing."""
+        if not lane:
+            return None
+        self._fresh(session)
+        return self._by_lane.get(normalise_role_name(lane))
+
+    def assigning(self, session: Session) -> set[str]:
+        self._fresh(session)
+        return {key for key, info in self._by_key.items() if info.assigns_work}
+
+
+class Holder(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def qualified(self) -> bool: ...
+    @property
+    def employment(self) -> str: ...
+
+
+_USER_REF = sa.select(User.id, User.username, User.display_name, User.qualified, User.employment).where(
+    User.username == sa.bindparam("username"), User.active.is_(True)
+)
+_HOLDS_ROLE = (
+    sa.select(Membership.id)
+    .join(Role, Role.id == Membership.role_id)
+    .where(Membership.user_id == sa.bindparam("user_id"), Role.key == sa.bindparam("role"))
+    .limit(1)
+)
+_HOLDS_ROLE_IN_TEAM = (
+    sa.select(Membership.id)
+    .join(Role, Role.id == Membership.role_id)
+    .join(Team, Team.id == Membership.team_id)
+    .where(
+        Membership.user_id == sa.bindparam("user_id"),
+        Role.key == sa.bindparam("role"),
+        Team.key == sa.bindparam("team"),
+    )
+    .limit(1)
+)
+
+
+# The user, and whether they hold the role (in the team, when one is given).
+_USER_AND_MEMBERSHIP = _USER_REF.add_columns(
+    sa.exists()
+    .where(
+        Membership.user_id == User.id,
+        Membership.role_id == Role.id,
+        Membership.team_id == Team.id,
+        Role.key == sa.bindparam("role"),
+        sa.or_(sa.bindparam("team", type_=sa.String) == sa.null(), Team.key == sa.bindparam("team")),
+    )
+    .label("holds")
+)
+
+
+@dataclass(frozen=True)
+class UserRef:
+    id: int
+    username: str
+    display_name: str
+    qualified: bool
+    employment: str
+
+
+def user_ref(session: Session, username: str) -> UserRef:
+    """An active user's identity and what constrains the work they may hold, in one statement."""
+    row = (
+        session.connection()
+        .execute(
+            sa.select(User.id, User.username, User.display_name, User.qualified, User.employment).where(
+                User.username == username, User.active.is_(True)
+            )
+        )
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"there is no active user called {username!r}")
+    return UserRef(*row)
+
+
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(sa.select(User).where(User.username == username))
     if user is None or not user.active:
         raise NotFound(f"there is no active user called {username!r}")
     return user
-
-
-def role_for_lane(session: Session, lane: str | None) -> Role | None:
-    """The role a lane stands for: matched on the role's name or key, ignoring case and spacing."""
-    if not lane:
-        return None
-    wanted = normalise_role_name(lane)
-    for role in session.scalars(sa.select(Role)):
-        if wanted in (normalise_role_name(role.name), normalise_role_name(role.key)):
-            return role
-    return None
 
 
 def memberships(session: Session, user: User) -> list[tuple[str, str]]:
@@ -109,14 +235,32 @@ def memberships(session: Session, user: User) -> list[tuple[str, str]]:
     return [(team, role) for team, role in rows]
 
 
-def check_may_hold(session: Session, user: User, role_key: str | None, team_key: str | None) -> None:
-    """Raise PermissionDenied, saying why, unless ``user`` may hold work of this role and team."""
-    if role_key is None:
-        return
-    role = session.scalar(sa.select(Role).where(Role.key == role_key))
+def check_may_hold(
+    session: Session, user: Holder | str, role_key: str | None, team_key: str | None, roles: RoleBook
+) -> None:
+    """Raise PermissionDenied, saying why, unless ``user`` may hold work of this role and team.
+
+    Given a username, the user is looked up (and must be active) in the same statement that
+    checks the membership.
+    """
+    role = roles.get(session, role_key)
+    if isinstance(user, str):
+        row = (
+            session.connection()
+            .execute(
+                _USER_AND_MEMBERSHIP, {"username": user, "role": role.key if role else "", "team": team_key}
+            )
+            .first()
+        )
+        if row is None:
+            raise NotFound(f"there is no active user called {user!r}")
+        holds = row[-1]
+        user = UserRef(*row[:-1])
+    else:
+        holds = None
     if role is None:
         return
-    constraints = role.constraints or {}
+    constraints = role.constraints
     if constraints.get("qualified") and not user.qualified:
         raise PermissionDenied(
             f"{user.display_name} ({user.username}) cannot hold this task: the role '{role.name}' needs a "
@@ -128,8 +272,10 @@ def check_may_hold(session: Session, user: User, role_key: str | None, team_key:
             f"{user.display_name} ({user.username}) cannot hold this task: the role '{role.name}' is limited "
             f"to {', '.join(allowed)} staff and they are {user.employment}"
         )
-    held = memberships(session, user)
-    if not any(r == role_key and (team_key is None or t == team_key) for t, r in held):
+    if holds is None:
+        query = _HOLDS_ROLE if team_key is None else _HOLDS_ROLE_IN_TEAM
+        holds = session.connection().scalar(query, {"user_id": user.id, "role": role.key, "team": team_key})
+    if not holds:
         where = f" in the team '{team_key}'" if team_key else ""
         raise PermissionDenied(
             f"{user.display_name} ({user.username}) does not hold the role '{role.name}'{where}; "

@@ -51,6 +51,15 @@ def compile_checked(source: str, mode: str) -> CodeType:
     return compile(tree, "<bpmn>", mode)
 
 
+def _value_of(context: dict[str, Any]) -> Callable[..., Any]:
+    """``value_of("name", default)``: a process variable that may not have been set yet."""
+
+    def value_of(name: str, default: Any = None) -> Any:
+        return context.get(name, default)
+
+    return value_of
+
+
 class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
     """SpiffWorkflow script environment that evaluates through the checks above."""
 
@@ -64,6 +73,7 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         scope.update(external_context or {})
         scope.update(context)
         scope["__builtins__"] = SAFE_BUILTINS
+        scope.setdefault("value_of", _value_of(context))
         return eval(compile_checked(expression, "eval"), scope)
 
     def execute(
@@ -74,6 +84,8 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         context.update(self.globals)
         context.update(external_context or {})
         context["__builtins__"] = SAFE_BUILTINS
+        if "value_of" not in context:
+            context["value_of"] = _value_of(context)
         try:
             exec(code, context)
         finally:

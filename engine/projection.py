@@ -30,7 +30,6 @@ from .models import (
     CaseFact,
     CaseRecord,
     Membership,
-    ProcessInstance,
     Role,
     StatutoryClock,
     Task,
@@ -43,9 +42,19 @@ from .runtime import SpecBundle
 from .timers import parse_instant, timer_due, timer_kind
 
 OPEN_STATUSES = ("ready", "claimed")
+
+# Built once: composing SQL expressions costs more than running these statements.
+_INSERT_TASK = sa.insert(Task)
+_INSERT_TIMER = sa.insert(Timer)
+_CANCEL_TASKS = (
+    sa.update(Task)
+    .where(Task.id.in_(sa.bindparam("ids", expanding=True)), Task.status.in_(OPEN_STATUSES))
+    .values(status="cancelled", completed_at=sa.bindparam("now"))
+)
 CLOCK_START = "clock.start."
 CLOCK_STARTED_AT = "clock.startedAt."
 CLOCK_STOP = "clock.stop."
+CLOCK_STOPPED_AT = "clock.stoppedAt."
 RECORD = "record."
 
 
@@ -57,6 +66,7 @@ class Services:
     evaluate: Callable[[SpiffTask, str], Any]
     ladder: dict[str, dict[str, Any]]
     notifier: Notifier
+    roles: directory.RoleBook
 
 
 @dataclass
@@ -68,6 +78,58 @@ class CommandContext:
     events: list[PendingEvent] = field(default_factory=list)
     # Every SpiffWorkflow task completed during the command, in order.
     completed: list[SpiffTask] = field(default_factory=list)
+    # Projection rows the command closed itself (the task it completed, the timer it fired).
+    handled: set[str] = field(default_factory=set)
+
+
+@dataclass
+class InstanceRef:
+    """The instance row as a command sees it (plain values: no ORM bookkeeping on the hot path)."""
+
+    id: int
+    definition_id: int
+    called_definitions: dict[str, int]
+    case_id: int | None
+    status: str
+    revision: int
+    state: str
+    ended_at: datetime | None = None
+
+
+@dataclass
+class CaseRef:
+    id: int
+    reference: str
+    team_key: str | None
+    worker: str | None
+    status: str
+
+
+@dataclass
+class Live:
+    """What the projection rows mirror: ready human tasks and waiting timers, by SpiffWorkflow task id."""
+
+    ready: dict[str, SpiffTask]
+    waiting: dict[str, tuple[SpiffTask, datetime]]
+
+    @classmethod
+    def of(cls, workflow: BpmnWorkflow) -> Live:
+        """One walk over the workflow's tasks (subprocesses included)."""
+        ready: dict[str, SpiffTask] = {}
+        waiting: dict[str, tuple[SpiffTask, datetime]] = {}
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING):
+            if task.state == TaskState.READY:
+                if task.task_spec.manual:
+                    ready[str(task.id)] = task
+            else:
+                due = timer_due(task)
+                if due is not None:
+                    waiting[str(task.id)] = (task, due)
+        return cls(ready, waiting)
+
+    @classmethod
+    def empty(cls) -> Live:
+        return cls({}, {})
 
 
 def properties(spec: Any) -> dict[str, str]:
@@ -89,19 +151,23 @@ class Projector:
         self,
         session: Session,
         ctx: CommandContext,
-        instance: ProcessInstance,
+        instance: InstanceRef,
         workflow: BpmnWorkflow,
         bundle: SpecBundle,
-        case: CaseRecord | None,
+        case: CaseRef | None,
         services: Services,
+        before: Live | None,
     ) -> None:
+        """``before`` is what the rows mirrored when the command loaded the workflow (None: read them)."""
         self.session = session
+        self.connection = session.connection()
         self.ctx = ctx
         self.instance = instance
         self.workflow = workflow
         self.bundle = bundle
         self.case = case
         self.services = services
+        self.before = before
 
     def event(self, action: str, task_id: str | None = None, data: dict[str, Any] | None = None) -> None:
         self.ctx.events.append(
@@ -111,6 +177,7 @@ class Projector:
     def run(self) -> list[str]:
         self.apply_case_properties()
         self.apply_clocks()
+        self.after = Live.of(self.workflow)
         self.sync_timers()
         return self.sync_tasks()
 
@@ -136,14 +203,18 @@ class Projector:
                     if getattr(self.case, attribute) != value:
                         previous = getattr(self.case, attribute)
                         setattr(self.case, attribute, value)
+                        self._update_case(**{attribute: value})
                         self.event(f"case.{prop.split('.')[1]}_changed", data={"from": previous, "to": value})
             if props.get("case.close"):
                 reason = str(self.services.evaluate(spiff_task, props["case.close"]))
                 if self.case.status == "open":
                     self.case.status = "closed"
-                    self.case.closed_at = self.ctx.now
-                    self.case.closed_reason = reason
+                    self._update_case(status="closed", closed_at=self.ctx.now, closed_reason=reason)
                     self.event("case.closed", data={"reason": reason})
+
+    def _update_case(self, **values: Any) -> None:
+        assert self.case is not None
+        self.connection.execute(sa.update(CaseRecord).where(CaseRecord.id == self.case.id).values(**values))
 
     def _record_fact(self, name: str, value: Any, spiff_task: SpiffTask) -> None:
         if self.instance.case_id is None:
@@ -166,67 +237,69 @@ class Projector:
 
     def sync_tasks(self) -> list[str]:
         """Make the task table match the workflow's ready human tasks; return the ids opened."""
-        live = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual}
-        open_rows = dict(
-            self.session.execute(
-                sa.select(Task.id, Task.status).where(
-                    Task.instance_id == self.instance.id, Task.status.in_(OPEN_STATUSES)
+        live = self.after.ready
+        if self.before is not None:
+            open_ids = self.before.ready.keys() - self.ctx.handled
+        else:
+            open_ids = set(
+                self.connection.scalars(
+                    sa.select(Task.id).where(
+                        Task.instance_id == self.instance.id, Task.status.in_(OPEN_STATUSES)
+                    )
                 )
-            ).all()
-        )
-        gone = [task_id for task_id in open_rows if task_id not in live]
-        if gone:
-            self.session.execute(
-                sa.update(Task)
-                .where(Task.id.in_(gone))
-                .values(status="cancelled", completed_at=self.ctx.now)
-                .execution_options(synchronize_session=False)
             )
+        gone = sorted(open_ids - live.keys())
+        if gone:
+            self.connection.execute(_CANCEL_TASKS, {"ids": gone, "now": self.ctx.now})
             for task_id in gone:
                 self.event("task.cancelled", task_id)
-        opened = []
+        rows = []
         for task_id, spiff_task in live.items():
-            if task_id in open_rows:
+            if task_id in open_ids:
                 continue
             row = self._task_row(spiff_task)
-            self.session.add(row)
-            opened.append(task_id)
+            rows.append(row)
             self.event(
                 "task.created",
                 task_id,
                 {
-                    "element": row.element_id,
-                    "name": row.name,
-                    "role": row.role_key,
-                    "team": row.team_key,
-                    "due": row.due_at.isoformat() if row.due_at else None,
+                    "element": row["element_id"],
+                    "name": row["name"],
+                    "role": row["role_key"],
+                    "team": row["team_key"],
+                    "due": row["due_at"].isoformat() if row["due_at"] else None,
                 },
             )
             self._preassign(row, spiff_task)
-        return opened
+        if rows:
+            self.connection.execute(_INSERT_TASK, rows)
+        return [row["id"] for row in rows]
 
-    def _task_row(self, spiff_task: SpiffTask) -> Task:
+    def _task_row(self, spiff_task: SpiffTask) -> dict[str, Any]:
         spec = spiff_task.task_spec
         extensions: dict[str, Any] = getattr(spec, "extensions", None) or {}
         props = properties(spec)
         lane = getattr(spec, "lane", None)
-        role = directory.role_for_lane(self.session, lane)
-        return Task(
+        role = self.services.roles.for_lane(self.session, lane)
+        return dict(
             id=str(spiff_task.id),
             instance_id=self.instance.id,
             case_id=self.instance.case_id,
-            process_key=self.bundle.key,
+            # The process the task belongs to: a called process's own key, not its caller's.
+            process_key=spiff_task.workflow.spec.name,
             element_id=element_id(spec),
             name=element_name(spec) or spec.name,
             lane=lane,
             role_key=role.key if role else None,
             team_key=self._team(spiff_task, props.get("team")),
+            assignee=None,
             status="ready",
             created_at=self.ctx.now,
             due_at=self._due(spiff_task, props),
             form_key=props.get("formJsonSchemaFilename"),
             ui_form_key=props.get("formUiSchemaFilename"),
             instructions=extensions.get("instructionsForEndUser"),
+            escalation_level=0,
         )
 
     def _team(self, spiff_task: SpiffTask, team: str | None) -> str | None:
@@ -238,7 +311,7 @@ class Projector:
             return str(value) if value else None
         return self.case.team_key if self.case else None
 
-    def _preassign(self, row: Task, spiff_task: SpiffTask) -> None:
+    def _preassign(self, row: dict[str, Any], spiff_task: SpiffTask) -> None:
         """An ``assignee`` property gives the task straight to that person, if they may hold it."""
         expression = properties(spiff_task.task_spec).get("assignee")
         if not expression:
@@ -250,13 +323,17 @@ class Projector:
         try:
             if user is None or not user.active:
                 raise PermissionDenied(f"there is no active user called {username!r}")
-            directory.check_may_hold(self.session, user, row.role_key, row.team_key)
+            directory.check_may_hold(
+                self.session, user, row["role_key"], row["team_key"], self.services.roles
+            )
         except PermissionDenied as refusal:
             # Left in the team queue for a manager; the refusal is on the record.
-            self.event("task.assignment_refused", row.id, {"assignee": str(username), "reason": str(refusal)})
+            self.event(
+                "task.assignment_refused", row["id"], {"assignee": str(username), "reason": str(refusal)}
+            )
             return
-        row.status, row.assignee = "claimed", user.username
-        self.event("task.assigned", row.id, {"assignee": user.username, "previous": None})
+        row["status"], row["assignee"] = "claimed", user.username
+        self.event("task.assigned", row["id"], {"assignee": user.username, "previous": None})
 
     def _due(self, spiff_task: SpiffTask, props: dict[str, str]) -> datetime | None:
         """A ``dueDate`` property expression, else the earliest boundary timer on the task."""
@@ -269,37 +346,49 @@ class Projector:
     # ------------------------------------------------------------------ timers
 
     def sync_timers(self) -> None:
-        live = {}
-        for task in self.workflow.get_tasks(state=TaskState.WAITING):
-            due = timer_due(task)
-            if due is not None:
-                live[str(task.id)] = (task, due)
-        rows = list(
-            self.session.scalars(
-                sa.select(Timer).where(Timer.instance_id == self.instance.id, Timer.status == "waiting")
+        live = self.after.waiting
+        if self.before is not None:
+            waiting = {k: v[1] for k, v in self.before.waiting.items() if k not in self.ctx.handled}
+        else:
+            waiting = dict(
+                self.connection.execute(
+                    sa.select(Timer.task_id, Timer.due_at).where(
+                        Timer.instance_id == self.instance.id, Timer.status == "waiting"
+                    )
+                ).all()
             )
-        )
-        waiting = {row.task_id: row for row in rows}
-        for row in rows:
-            if row.task_id in live:
-                due = live[row.task_id][1]
-                if row.due_at != due:
-                    row.due_at = due
-                continue
-            spiff_task = self.workflow.get_task_from_id(uuid.UUID(row.task_id))
-            if spiff_task is not None and spiff_task.has_state(TaskState.COMPLETED):
-                # It fired inside this command (its moment had passed when the engine stepped).
-                row.status, row.fired_at, row.fired_by = "fired", self.ctx.now, self.ctx.actor
-                self.event("timer.fired", data={"timer": row.id, "element": row.element_id})
-                self.escalate(row)
-            else:
-                row.status = "cancelled"
+        gone = [task_id for task_id in waiting if task_id not in live]
+        moved = [task_id for task_id in waiting if task_id in live and live[task_id][1] != waiting[task_id]]
+        for task_id in moved:
+            self.connection.execute(
+                sa.update(Timer)
+                .where(
+                    Timer.instance_id == self.instance.id, Timer.task_id == task_id, Timer.status == "waiting"
+                )
+                .values(due_at=live[task_id][1])
+            )
+        if gone:
+            rows = self.session.scalars(
+                sa.select(Timer).where(
+                    Timer.instance_id == self.instance.id, Timer.task_id.in_(gone), Timer.status == "waiting"
+                )
+            ).all()
+            for row in rows:
+                spiff_task = self.workflow.get_task_from_id(uuid.UUID(row.task_id))
+                if spiff_task is not None and spiff_task.has_state(TaskState.COMPLETED):
+                    # It fired inside this command (its moment had passed when the engine stepped).
+                    row.status, row.fired_at, row.fired_by = "fired", self.ctx.now, self.ctx.actor
+                    self.event("timer.fired", data={"timer": row.id, "element": row.element_id})
+                    self.escalate(row)
+                else:
+                    row.status = "cancelled"
+        new = []
         for task_id, (task, due) in live.items():
             if task_id in waiting:
                 continue
             attached, level = _escalation_target(task)
-            self.session.add(
-                Timer(
+            new.append(
+                dict(
                     instance_id=self.instance.id,
                     case_id=self.instance.case_id,
                     task_id=task_id,
@@ -311,8 +400,11 @@ class Projector:
                     attached_task_id=attached,
                     escalation_level=level,
                     created_at=self.ctx.now,
+                    attempts=0,
                 )
             )
+        if new:
+            self.connection.execute(_INSERT_TIMER, new)
 
     # -------------------------------------------------------------- escalation
 
@@ -321,7 +413,8 @@ class Projector:
         level = timer.escalation_level
         if not timer.attached_task_id or not level:
             return
-        task = self.session.get(Task, timer.attached_task_id)
+        self.session.flush()
+        task = self.session.get(Task, timer.attached_task_id, populate_existing=True)
         if task is None or task.status not in OPEN_STATUSES or task.escalation_level >= level:
             return
         task.escalation_level = level
@@ -354,7 +447,9 @@ class Projector:
             props = properties(spiff_task.task_spec)
             for name in props:
                 if name.startswith(CLOCK_STOP):
-                    self._stop_clock(name[len(CLOCK_STOP) :], spiff_task)
+                    clock_name = name[len(CLOCK_STOP) :]
+                    stopped = props.get(CLOCK_STOPPED_AT + clock_name)
+                    self._stop_clock(clock_name, stopped, spiff_task)
             for name, value in props.items():
                 if name.startswith(CLOCK_START):
                     clock_name = name[len(CLOCK_START) :]
@@ -392,7 +487,9 @@ class Projector:
             data={"clock": name, "target": target_at.isoformat() if target_at else None},
         )
 
-    def _stop_clock(self, name: str, spiff_task: SpiffTask) -> None:
+    def _stop_clock(self, name: str, stopped: str | None, spiff_task: SpiffTask) -> None:
+        """Stop the running clock; ``stopped`` (an expression) says when, if not now (recorded late)."""
+        stopped_at = self._instant(spiff_task, stopped) if stopped else self.ctx.now
         query = sa.select(StatutoryClock).where(
             StatutoryClock.name == name,
             StatutoryClock.stopped_at.is_(None),
@@ -403,9 +500,9 @@ class Projector:
         else:
             query = query.where(StatutoryClock.instance_id == self.instance.id)
         for running in self.session.scalars(query):
-            running.stopped_at = self.ctx.now
+            running.stopped_at = stopped_at
             running.stopped_by_element = element_id(spiff_task.task_spec)
-            running.breached = running.target_at is not None and self.ctx.now > running.target_at
+            running.breached = running.target_at is not None and stopped_at > running.target_at
             self.event("clock.stopped", data={"clock": name, "breached": running.breached})
 
 

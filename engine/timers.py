@@ -85,6 +85,10 @@ def time_functions(calendar: WorkingCalendar) -> dict[str, Callable[..., Any]]:
             return True
         return not (calendar.day_start <= local.time() < calendar.day_end)
 
+    def local_date(at: Any = None) -> str:
+        """The council's calendar date (ISO) of an instant: what a form or a census means by "the date"."""
+        return _since(at, calendar).astimezone(calendar.timezone).date().isoformat()
+
     def today() -> str:
         return clock.now().astimezone(calendar.timezone).date().isoformat()
 
@@ -96,6 +100,7 @@ def time_functions(calendar: WorkingCalendar) -> dict[str, Callable[..., Any]]:
         "working_hours": working_hours,
         "next_working_day": next_working_day,
         "is_out_of_hours": is_out_of_hours,
+        "local_date": local_date,
         "today": today,
         "now": now,
     }

@@ -95,6 +95,10 @@ def postgres_url(postgres_server_url: str) -> str:
         names = ", ".join(f'"{t}"' for t in tables)
         if names:
             connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        # The schema's own starting row: where the audit chain begins.
+        connection.execute(
+            sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)"), {"genesis": "0" * 64}
+        )
     engine.dispose()
     return postgres_server_url
 

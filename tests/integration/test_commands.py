@@ -64,7 +64,7 @@ def test_start_opens_the_case_and_the_first_task(triage: Engine) -> None:
     assert (task.element_id, task.name) == ("record_contact", "Record the contact")
     assert task.role_key == "contact_officer"  # from the lane "Contact officer"
     assert task.team_key == "mash"  # from the case
-    assert task.form_key == "record-contact.schema.json"  # from the spiffworkflow property
+    assert task.form_key == "triage-record-contact.schema.json"  # from the spiffworkflow property
     assert (task.status, task.assignee, task.case_id, task.instance_id) == (
         "ready",
         None,

@@ -372,7 +372,8 @@ def test_a_condition_failing_at_run_time_says_why(engine: Engine) -> None:
 
 
 def test_a_task_naming_a_form_that_does_not_exist_is_not_deployed(engine: Engine) -> None:
-    content = _rename(TRIAGE.replace(b"decide.schema.json", b"no-such-form.schema.json"), "missing_form")
+    missing = TRIAGE.replace(b"triage-decide.schema.json", b"no-such-form.schema.json")
+    content = _rename(missing, "missing_form")
 
     with pytest.raises(DefinitionError) as caught:
         engine.deploy([("missing_form.bpmn", content)], "olive.owner")

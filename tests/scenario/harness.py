@@ -56,7 +56,7 @@ class Council:
     ) -> list[str]:
         """Record a contact about one or more children; return their case references."""
         results = self.engine.start_for_subjects(
-            "contact", by, children, shared, team_key=team, subject_field="child"
+            "contact", by, children, shared, team_key=team, subject_field="child", subjects_field="children"
         )
         return [r.case_reference for r in results if r.case_reference]
 

@@ -303,6 +303,16 @@ def upgrade() -> None:
     with op.batch_alter_table("timer", schema=None) as batch_op:
         batch_op.create_index("ix_timer_due", ["status", "due_at"], unique=False)
         batch_op.create_index("ix_timer_instance", ["instance_id", "status"], unique=False)
+    # The audit chain starts here: one head row, locked by every append.
+    op.bulk_insert(
+        sa.table(
+            "audit_head",
+            sa.column("id", sa.Integer),
+            sa.column("seq", sa.Integer),
+            sa.column("hash", sa.String),
+        ),
+        [{"id": 1, "seq": 0, "hash": "0" * 64}],
+    )
 
 
 def downgrade() -> None:
