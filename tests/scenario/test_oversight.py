@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.errors import PermissionDenied
-from engine.models import CaseRecord, Task
+from engine.models import CaseRecord, Membership, Role, Task, User
 from engine.seed import run_seed
 from tests.scenario.harness import LONDON, Council
 from tests.scenario.test_transfer import CHECKLIST, open_case, prepare
@@ -32,18 +32,45 @@ def supervision_tasks(council: Council) -> list[Task]:
     return [t for t in council.engine.tasks() if t.process_key == "supervision"]
 
 
+def team_managers(council: Council) -> list[str]:
+    with council.engine.db.read() as session:
+        return sorted(
+            set(
+                session.scalars(
+                    sa.select(User.username)
+                    .join(Membership, Membership.user_id == User.id)
+                    .join(Role, Role.id == Membership.role_id)
+                    .where(Role.key == "team_manager", User.active.is_(True))
+                )
+            )
+        )
+
+
 def local_date(task: Task) -> date:
     assert task.due_at is not None
     return task.due_at.astimezone(LONDON).date()
 
 
-def task_data(council: Council, task: Task) -> dict[str, Any]:
-    """What the task's own instance holds (the audited case is in the multi-instance task's data)."""
-    from uuid import UUID
+AUDIT = {
+    "audit_date": "2023-05-03",
+    "audit_grade": "requires_improvement",
+    "audit_chronology_up_to_date": True,
+    "audit_child_seen_and_heard": True,
+    "audit_timescales_met": False,
+    "audit_management_oversight": True,
+    "audit_outcome_letters_sent": False,
+    "audit_feedback_requested": False,
+    "audit_closure_appropriate": True,
+    "audit_learning": "The referrer was not told the outcome in writing",
+}
 
-    with council.engine.db.read() as session:
-        _, workflow, _ = council.engine._load(session, task.instance_id, None)
-        return dict(workflow.get_task_from_id(UUID(task.id)).data)
+
+def audited(council: Council, task: Task) -> list[str]:
+    """Complete an audit as its holder; return the cases its month's audits covered (the month's results)."""
+    assert task.assignee is not None
+    council.engine.complete(task.id, task.assignee, AUDIT)
+    results = council.engine.instance_data(task.instance_id)["audit_results"]
+    return sorted(r["case_reference"] for r in results)
 
 
 def test_monthly_audit_samples_closed_cases_into_manager_tasks(council: Council) -> None:
@@ -62,47 +89,41 @@ def test_monthly_audit_samples_closed_cases_into_manager_tasks(council: Council)
     council.at("2023-04-03 09:00")  # the timer fires
     [first] = audit_tasks(council)  # 10% of 3, at least one
     assert (first.role_key, first.team_key, first.case_id) == ("team_manager", None, None)
-    assert task_data(council, first)["audited_case"] in march
+    # Straight to a team manager, in turn (any team's manager may audit).
+    managers = team_managers(council)  # with the receiving team's: lee.longterm, mo.manager, tara.team...
+    assert (first.status, first.assignee) == ("claimed", managers[(0 + 4) % len(managers)])
     # Due in 20 working days: Good Friday, Easter Monday and 1 May are not working days.
     assert local_date(first) == date(2023, 5, 4)
+    # Nobody without the role can be given an audit.
+    with pytest.raises(PermissionDenied):
+        council.engine.assign(first.id, "sara.social", by="tara.team")
 
     council.at("2023-04-20 12:00")
     april = [open_case(council, f"CH-B{n:04d}", close="RC9") for n in range(1, 21)]
 
     council.at("2023-05-02 09:00")  # 1 May is a bank holiday: the sample is drawn on the 2nd
     open_now = audit_tasks(council)
-    may = [t for t in open_now if t.id != first.id]
-    assert len(may) == 2  # 10% of April's 20 (March's closures are more than 31 days old)
-    sampled = {task_data(council, t)["audited_case"] for t in may}
-    assert len(sampled) == 2 and sampled <= set(april)
     # Last month's unfinished audit is still there: audits never hold up the next sample.
     assert first.id in {t.id for t in open_now}
+    may = [t for t in open_now if t.id != first.id]
+    assert len(may) == 2  # 10% of April's 20 (March's closures are more than 31 days old)
+    assert sorted(t.assignee or "" for t in may) == sorted(managers[(i + 5) % len(managers)] for i in (0, 1))
 
-    # A team manager audits; anyone without the role cannot.
-    with pytest.raises(PermissionDenied):
-        council.engine.claim(first.id, "sara.social")
-    answers = {
-        "audit_date": "2023-05-03",
-        "audit_grade": "requires_improvement",
-        "audit_chronology_up_to_date": True,
-        "audit_child_seen_and_heard": True,
-        "audit_timescales_met": False,
-        "audit_management_oversight": True,
-        "audit_outcome_letters_sent": False,
-        "audit_feedback_requested": False,
-        "audit_closure_appropriate": True,
-        "audit_learning": "The referrer was not told the outcome in writing",
-    }
-    council.engine.complete(first.id, "tara.team", answers)
-    # The month's audits are done; the schedule waits for June.
-    [waiting] = [t for t in council.engine.timers() if t.element_id == "start_of_next_month"]
-    assert waiting.due_at.astimezone(LONDON).isoformat() == "2023-06-01T09:00:00+01:00"
+    audited(council, may[0])
+    may_sample = audited(council, may[1])
+    assert len(may_sample) == 2 and set(may_sample) <= set(april)
+    [april_sample] = audited(council, first)
+    assert april_sample in march
     done = council.engine.get_task(first.id)
+    assert done.outcome is not None
     assert (done.status, done.completed_by, done.outcome["audit_grade"]) == (
         "completed",
-        "tara.team",
+        "mo.manager",
         "requires_improvement",
     )
+    # The schedule waits for June.
+    [waiting] = [t for t in council.engine.timers() if t.element_id == "start_of_next_month"]
+    assert waiting.due_at.astimezone(LONDON).isoformat() == "2023-06-01T09:00:00+01:00"
 
 
 def test_supervision_reminders_every_four_weeks(council: Council) -> None:
@@ -202,15 +223,11 @@ def test_seed_runner_labels_cases_fills_placeholders_and_runs_once(council: Coun
         },
         {"start": "supervision", "as": "tara.team", "data": {"worker": "sara.social", "team": "assessment"}},
         {"claim": "hold_supervision", "process": "supervision", "as": "tara.team"},
+        {"claim": "decide_transfer", "case": 0, "as": "lee.longterm"},  # a case by its index
     ]
     first = run_seed(council.engine, steps, reference_prefix="SEED-")
-    assert (first.skipped, first.cases, first.started, first.completed, first.claimed) == (
-        False,
-        {"amy": "SEED-001"},
-        2,
-        1,
-        1,
-    )
+    assert (first.skipped, first.cases, first.references) == (False, {"amy": "SEED-001"}, ["SEED-001"])
+    assert (first.started, first.completed, first.claimed) == (2, 1, 2)
     amy = council.case("SEED-001")
     assert (amy.subject_name, amy.team_key) == ("Amy Example", "assessment")
     [checklist] = [
@@ -224,6 +241,7 @@ def test_seed_runner_labels_cases_fills_placeholders_and_runs_once(council: Coun
         checklist["handover_summary"] == "Transfer of SEED-001, requested 2023-05-10, seen 2023-05-10T09:30"
     )
     assert council.open_elements("SEED-001") == {"decide_transfer"}
+    assert council.task("SEED-001", "decide_transfer").assignee == "lee.longterm"
     assert [t.assignee for t in supervision_tasks(council)] == ["tara.team"]
 
     again = run_seed(council.engine, steps, reference_prefix="SEED-")

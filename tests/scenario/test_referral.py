@@ -618,3 +618,19 @@ def test_a_contact_goes_through_the_front_door_to_a_referral_and_closure(council
     council.complete(ref, "ask_feedback", "sara.social", feedback=FEEDBACK)
     record = council.case(ref)
     assert (record.status, record.closed_reason) == ("closed", "RC8")
+
+
+def test_a_process_owner_changes_the_initial_assessment_to_7_working_days_in_the_diagram(
+    council: Council,
+) -> None:
+    council.at("2012-05-30 10:00")
+    shipped = (PROCESSES / "referral.bpmn").read_text(encoding="utf-8")
+    assert shipped.count("initial_assessment_days = 10") == 1
+    seven = shipped.replace("initial_assessment_days = 10", "initial_assessment_days = 7")
+    [result] = council.engine.deploy([("referral.bpmn", seven.encode("utf-8"))], "olive.owner")
+    assert result.created
+
+    case = refer(council, "IA-7")
+    accept(council, case)
+    assert council.clock_target_date(case, "initial_assessment") == date(2012, 6, 12)
+    assert council.due_date(case, "initial_assessment") == date(2012, 6, 12)
