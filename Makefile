@@ -1,6 +1,8 @@
 # Frontdoor: `make run` and `make test` are all a new user needs.
 
-PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || echo python3)
+# The newest Python 3.11+ that actually runs (a pyenv shim can exist for a version that is not active).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run setup db test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Frontdoor needs Python 3.11 or newer")'
+	@test -n "$(PYTHON)" || { echo "Frontdoor needs Python 3.11 or newer on the PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 db: setup
-	$(BIN)/frontdoor init
+	$(BIN)/frontdoor init --demo-cases
 
 run: db
 	$(BIN)/frontdoor run

@@ -91,14 +91,20 @@ cli.add_command(calendar_group)
 
 @cli.command()
 @click.option("--no-demo", is_flag=True, help="Do not create the demo teams and users.")
+@click.option(
+    "--demo-cases", is_flag=True, help="Also add the example cases (processes/demo/cases.json), once."
+)
 @click.pass_context
 @user_errors
-def init(ctx: click.Context, no_demo: bool) -> None:
+def init(ctx: click.Context, no_demo: bool, demo_cases: bool) -> None:
     """Create or upgrade the database, deploy processes/, add demo staff. Safe to run again."""
-    counts = _engine(ctx).init(demo=not no_demo)
+    if demo_cases and not no_demo:
+        click.echo("adding the example cases (a few seconds)...", err=True)
+    counts = _engine(ctx).init(demo=not no_demo, demo_cases=demo_cases and not no_demo)
+    cases = f"; {counts['demo_cases']} example cases added" if demo_cases else ""
     click.echo(
         f"ok: schema up to date; {counts['roles']} roles, {counts['staff']} staff records and "
-        f"{counts['deployed']} process versions added"
+        f"{counts['deployed']} process versions added{cases}"
     )
 
 

@@ -37,6 +37,7 @@ from .ports import Notifier, OutboxNotifier
 from .projection import OPEN_STATUSES, CaseRef, CommandContext, InstanceRef, Live, Projector, Services
 from .registry import Registry
 from .runtime import Runtime, SpecBundle
+from .seed import run_seed
 from .timers import adopt_timers, time_functions
 
 
@@ -127,13 +128,14 @@ class Engine:
 
     # ----------------------------------------------------------------- setup
 
-    def init(self, actor: str = "system", demo: bool = True) -> dict[str, int]:
-        """Create or upgrade the schema, load roles, deploy ``processes/``, add the demo staff.
+    def init(self, actor: str = "system", demo: bool = True, demo_cases: bool = False) -> dict[str, int]:
+        """Create or upgrade the schema, load roles, deploy ``processes/``, add the demo staff
+        (and, with ``demo_cases``, the example cases in ``processes/demo/cases.json``).
 
         Idempotent: a second run changes nothing.
         """
         self.db.upgrade()
-        counts = {"roles": 0, "staff": 0, "deployed": 0}
+        counts = {"roles": 0, "staff": 0, "deployed": 0, "demo_cases": 0}
         with self._transaction() as session:
             counts["roles"] = directory.sync_roles(session, self.registry.roles())
             self.roles.invalidate()
@@ -145,6 +147,10 @@ class Engine:
                 [(str(p.relative_to(self.registry.root)), p.read_bytes()) for p in files], actor
             )
             counts["deployed"] = sum(1 for r in results if r.created)
+        if demo and demo_cases:
+            seed = self.registry.read_json_optional("demo/cases.json")
+            if seed is not None:
+                counts["demo_cases"] = len(run_seed(self, seed).references)
         return counts
 
     # ----------------------------------------------------------- definitions
@@ -541,9 +547,7 @@ class Engine:
             )
         )
         case = self._case(session, instance.case_id)
-        projector = Projector(session, command, instance, workflow, bundle, case, self.services, before)
-        projector.escalate(timer)
-        projector.run()
+        Projector(session, command, instance, workflow, bundle, case, self.services, before).run()
         self._save(session, instance, workflow)
         self._finish(session, command, instance, workflow)
 

@@ -179,7 +179,9 @@ class Projector:
         self.apply_clocks()
         self.after = Live.of(self.workflow)
         self.sync_timers()
-        return self.sync_tasks()
+        opened = self.sync_tasks()
+        self.apply_escalations()
+        return opened
 
     # -------------------------------------------------------------------- case
 
@@ -288,7 +290,7 @@ class Projector:
             # The process the task belongs to: a called process's own key, not its caller's.
             process_key=spiff_task.workflow.spec.name,
             element_id=element_id(spec),
-            name=element_name(spec) or spec.name,
+            name=self._title(spiff_task, props) or element_name(spec) or spec.name,
             lane=lane,
             role_key=role.key if role else None,
             team_key=self._team(spiff_task, props.get("team")),
@@ -301,6 +303,13 @@ class Projector:
             instructions=extensions.get("instructionsForEndUser"),
             escalation_level=0,
         )
+
+    def _title(self, spiff_task: SpiffTask, props: dict[str, str]) -> str | None:
+        """A ``title`` property expression names the task for the queue ("Supervision with Sara")."""
+        expression = props.get("title")
+        if not expression:
+            return None
+        return str(self.services.evaluate(spiff_task, expression))[:255]
 
     def _team(self, spiff_task: SpiffTask, team: str | None) -> str | None:
         """The task's team: a ``team`` property (a team key, or an expression giving one), else the case's."""
@@ -379,7 +388,6 @@ class Projector:
                     # It fired inside this command (its moment had passed when the engine stepped).
                     row.status, row.fired_at, row.fired_by = "fired", self.ctx.now, self.ctx.actor
                     self.event("timer.fired", data={"timer": row.id, "element": row.element_id})
-                    self.escalate(row)
                 else:
                     row.status = "cancelled"
         new = []
@@ -408,13 +416,24 @@ class Projector:
 
     # -------------------------------------------------------------- escalation
 
-    def escalate(self, timer: Timer) -> None:
-        """A fired escalation timer raises its task's level and tells the people the ladder names."""
-        level = timer.escalation_level
-        if not timer.attached_task_id or not level:
-            return
+    def apply_escalations(self) -> None:
+        """Every escalation timer that fired in this command raises its task, however it came to fire.
+
+        A boundary timer whose moment had already passed when its task opened fires in the same
+        command and never has a row of its own: it is found here, among the completed elements.
+        """
+        for spiff_task in self.ctx.completed:
+            level = properties(spiff_task.task_spec).get("escalationLevel")
+            if not level or not level.isdigit():
+                continue
+            attached, _ = _escalation_target(spiff_task)
+            if attached is not None:
+                self._escalate(attached, int(level), element_id(spiff_task.task_spec))
+
+    def _escalate(self, task_id: str, level: int, element: str) -> None:
+        """Raise the task to ``level`` and tell the people the ladder names (once per level)."""
         self.session.flush()
-        task = self.session.get(Task, timer.attached_task_id, populate_existing=True)
+        task = self.session.get(Task, task_id, populate_existing=True)
         if task is None or task.status not in OPEN_STATUSES or task.escalation_level >= level:
             return
         task.escalation_level = level
@@ -433,11 +452,7 @@ class Projector:
             ),
             context={"kind": "escalation", "task_id": task.id, "level": level, "case_id": task.case_id},
         )
-        self.event(
-            "task.escalated",
-            task.id,
-            {"level": level, "timer": timer.element_id, "notified": recipients},
-        )
+        self.event("task.escalated", task.id, {"level": level, "timer": element, "notified": recipients})
 
     # ------------------------------------------------------------------ clocks
 

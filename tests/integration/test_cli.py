@@ -38,7 +38,9 @@ def user_error(result: Result, status: int = 1) -> str:
 
 @pytest.fixture
 def initialised(url: str) -> str:
+    """The council's processes and staff, plus the triage test shape (its forms are in this folder's copy)."""
     ok(frontdoor(url, "init"))
+    ok(frontdoor(url, "deploy", str(FIXTURES / "triage.bpmn")))
     return url
 
 
@@ -55,10 +57,13 @@ def test_init_twice_changes_nothing_the_second_time(url: str) -> None:
 def test_processes_list(initialised: str) -> None:
     listed = ok(frontdoor(initialised, "processes", "list"))
 
-    assert re.search(r"^demo_triage\tv1\tactive\t", listed, re.MULTILINE), listed
+    assert re.search(r"^contact\tv1\tactive\t", listed, re.MULTILINE), listed
+    assert re.search(r"^triage\tv1\tactive\t", listed, re.MULTILINE), listed
 
 
-def test_deploy_prints_versions_and_is_idempotent(initialised: str) -> None:
+def test_deploy_prints_versions_and_is_idempotent(url: str) -> None:
+    ok(frontdoor(url, "init"))
+    initialised = url
     path = str(FIXTURES / "triage.bpmn")
 
     assert (
@@ -98,7 +103,7 @@ def test_deploying_a_bad_file_is_an_error_without_a_traceback(
 
 def test_a_case_from_start_to_claim_to_complete(initialised: str) -> None:
     started = ok(
-        frontdoor(initialised, "start", "demo_triage", "--case", "C-1", "--team", "mash", "--data", '{"a":1}')
+        frontdoor(initialised, "start", "triage", "--case", "C-1", "--team", "mash", "--data", '{"a":1}')
     )
     assert re.match(r"started instance \d+ on case C-1\n", started), started
     [task_id] = re.findall(r"^  task (\S+)$", started, re.MULTILINE)
@@ -136,7 +141,7 @@ def test_a_case_from_start_to_claim_to_complete(initialised: str) -> None:
 
 
 def test_refusals_are_errors_without_a_traceback(initialised: str) -> None:
-    started = ok(frontdoor(initialised, "start", "demo_triage", "--case", "C-1", "--team", "mash"))
+    started = ok(frontdoor(initialised, "start", "triage", "--case", "C-1", "--team", "mash"))
     [task_id] = re.findall(r"^  task (\S+)$", started, re.MULTILINE)
 
     denied = user_error(frontdoor(initialised, "claim", task_id, "--user", "pat.police"))
@@ -148,7 +153,7 @@ def test_refusals_are_errors_without_a_traceback(initialised: str) -> None:
     unknown = user_error(frontdoor(initialised, "start", "no_such_process"))
     assert unknown.startswith("error: ") and "no_such_process" in unknown
 
-    not_json = user_error(frontdoor(initialised, "start", "demo_triage", "--data", "{a: 1}"), status=2)
+    not_json = user_error(frontdoor(initialised, "start", "triage", "--data", "{a: 1}"), status=2)
     assert "JSON" in not_json
 
 
