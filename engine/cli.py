@@ -188,6 +188,11 @@ def _task_dict(task: Task) -> dict[str, Any]:
 @click.option("--team", help="The team's queue.")
 @click.option("--case", "case_reference", help="Tasks of one case.")
 @click.option("--all", "include_closed", is_flag=True, help="Include completed and cancelled tasks.")
+@click.option(
+    "--due",
+    type=click.Choice(["overdue", "today", "soon"]),
+    help="Only overdue tasks, those due today, or those due within 2 working days.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @user_errors
@@ -197,11 +202,12 @@ def tasks(
     team: str | None,
     case_reference: str | None,
     include_closed: bool,
+    due: str | None,
     as_json: bool,
 ) -> None:
     """Open tasks, soonest due first."""
     rows = _engine(ctx).tasks(
-        user=user, team=team, case_reference=case_reference, include_closed=include_closed
+        user=user, team=team, case_reference=case_reference, include_closed=include_closed, due=due
     )
     if as_json:
         click.echo(json.dumps([_task_dict(t) for t in rows], indent=2))

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Ta
 from .ports import Notifier, OutboxNotifier
 from .projection import OPEN_STATUSES, CaseRef, CommandContext, InstanceRef, Live, Projector, Services
 from .registry import Registry
-from .runtime import Runtime, SpecBundle
+from .runtime import Runtime, SpecBundle, find_task
 from .seed import run_seed
 from .timers import adopt_timers, time_functions
 
@@ -416,6 +417,10 @@ class Engine:
             now = clock.now()
             command = CommandContext(username, now)
             connection = session.connection()
+            if self.db.dialect != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises commands
+                # Lock the instance first, then read: a command that waited for the lock reads
+                # what the command before it committed, not the snapshot it started with.
+                connection.execute(_LOCK_INSTANCE_OF_TASK, {"task_id": task_id})
             row: Any = connection.execute(_TASK_FOR_COMPLETION, {"task_id": task_id}).first()
             if row is None:
                 raise NotFound(f"there is no task {task_id!r}; list open tasks with `frontdoor tasks`")
@@ -430,7 +435,7 @@ class Engine:
                 self._validate_form(row.form_key, data)
             instance = InstanceRef(*row[len(_TASK_COLUMNS) : len(_TASK_COLUMNS) + len(_INSTANCE_COLUMNS)])
             workflow, bundle, before = self._restore(session, instance, expected_revision)
-            spiff_task = workflow.get_task_from_id(uuid.UUID(row.id))
+            spiff_task = find_task(workflow, row.id)
             if (
                 spiff_task is None
                 or not spiff_task.has_state(TaskState.READY)
@@ -473,7 +478,7 @@ class Engine:
         with self._transaction() as session:
             now = clock.now()
             command = CommandContext(by, now)
-            instance, workflow, bundle, before = self._load(session, instance_id, None)
+            instance, workflow, bundle, before = self._load(session, instance_id, None, lock=True)
             if instance.status != "running":
                 raise Conflict(f"process instance {instance_id} is already {instance.status}")
             workflow.cancel()
@@ -490,23 +495,27 @@ class Engine:
     def fire_next_due(self, worker: str = "worker") -> int | None:
         """Fire the earliest due timer that no other worker holds; return its id, or None if none is due.
 
-        Claiming the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), firing it and marking it
-        fired are one transaction: a timer fires once however many workers run, and a worker
-        that dies mid-fire leaves the row waiting for the next one.
+        The worker claims the timer's *instance* (``FOR UPDATE ... SKIP LOCKED`` on PostgreSQL),
+        as every command that changes an instance does first: one instance's timers are fired by
+        one worker at a time, and no two commands wait on each other's rows in opposite orders.
+        Claiming, firing and marking the row fired are one transaction: a timer fires once
+        however many workers run, and a worker that dies mid-fire leaves it for the next one.
         """
         failed: tuple[int, str] | None = None
         try:
             with self._transaction() as session:
                 now = clock.now()
+                claimed = session.connection().execute(_CLAIM_DUE_TIMER, {"now": now}).first()
+                if claimed is None:
+                    return None
+                # Re-read under the instance lock: a command that held it may have fired or cancelled it.
                 timer = session.scalar(
-                    sa.select(Timer)
-                    .where(Timer.status == "waiting", Timer.due_at <= now)
-                    .order_by(Timer.due_at, Timer.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                    sa.select(Timer).where(
+                        Timer.id == claimed.id, Timer.status == "waiting", Timer.due_at <= now
+                    )
                 )
                 if timer is None:
-                    return None
+                    return int(claimed.id)
                 try:
                     self._fire(session, timer, worker, now)
                 except ProcessError as exc:
@@ -519,12 +528,12 @@ class Engine:
             return failed[0]
 
     def _fire(self, session: Session, timer: Timer, worker: str, now: Any) -> None:
-        loaded = self._load(session, timer.instance_id, None, lock=True, missing_ok=True)
+        loaded = self._load(session, timer.instance_id, None, missing_ok=True)
         if loaded is None or loaded[0].status != "running":
             timer.status = "cancelled"
             return
         instance, workflow, bundle, before = loaded
-        spiff_task = workflow.get_task_from_id(uuid.UUID(timer.task_id))
+        spiff_task = find_task(workflow, timer.task_id)
         if spiff_task is None or not spiff_task.has_state(TaskState.WAITING):
             timer.status = "cancelled"  # the process moved on without it; nothing to fire
             return
@@ -599,10 +608,17 @@ class Engine:
         team: str | None = None,
         case_reference: str | None = None,
         include_closed: bool = False,
+        due: str | None = None,
         limit: int = 500,
     ) -> list[Task]:
-        """My tasks, a team queue, or the tasks of a case: read from the projection only."""
+        """My tasks, a team queue, or the tasks of a case: read from the projection only.
+
+        ``due`` narrows to ``"overdue"``, ``"today"`` (due before the end of today, London) or
+        ``"soon"`` (due within 2 working days, overdue included).
+        """
         query = sa.select(Task)
+        if due is not None:
+            query = query.where(*self.due_filter(due))
         if user is not None:
             query = query.where(Task.assignee == user)
         if team is not None:
@@ -616,6 +632,27 @@ class Engine:
         query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id).limit(limit)
         with self.db.read() as session:
             return list(session.scalars(query))
+
+    def due_window(self, due: str) -> tuple[datetime | None, datetime]:
+        """(from, before) instants for a due-date filter word; see :meth:`tasks`."""
+        now = clock.now()
+        local_today = now.astimezone(self.calendar.timezone).date()
+        end_of_today = datetime.combine(local_today + timedelta(days=1), time(0), self.calendar.timezone)
+        if due == "overdue":
+            return None, now
+        if due == "today":
+            return now, end_of_today.astimezone(UTC)
+        if due == "soon":
+            horizon = self.calendar.add_working_days(local_today, 2) + timedelta(days=1)
+            return None, datetime.combine(horizon, time(0), self.calendar.timezone).astimezone(UTC)
+        raise InvalidData(f"due must be overdue, today or soon, not {due!r}")
+
+    def due_filter(self, due: str) -> list[Any]:
+        start, before = self.due_window(due)
+        conditions = [Task.due_at.is_not(None), Task.due_at < before]
+        if start is not None:
+            conditions.append(Task.due_at >= start)
+        return conditions
 
     def get_case(self, reference: str) -> CaseRecord:
         with self.db.read() as session:
@@ -899,8 +936,29 @@ _TASK_FOR_COMPLETION = (
     .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
     .where(Task.id == sa.bindparam("task_id"))
 )
+# Every command that changes an instance locks its row first, so commands and timer workers
+# queue on one lock instead of waiting on each other's task and timer rows.
+_LOCK_INSTANCE_OF_TASK = (
+    sa.select(ProcessInstance.id)
+    .where(
+        ProcessInstance.id
+        == sa.select(Task.instance_id).where(Task.id == sa.bindparam("task_id")).scalar_subquery()
+    )
+    .with_for_update()
+)
 
 
+# The next due timer whose instance no other worker (or command) holds; the instance row is locked.
+_CLAIM_DUE_TIMER = (
+    sa.select(Timer.id, Timer.instance_id)
+    .join(ProcessInstance, ProcessInstance.id == Timer.instance_id)
+    .where(
+        Timer.status == "waiting", Timer.due_at <= sa.bindparam("now", type_=Timer.__table__.c.due_at.type)
+    )
+    .order_by(Timer.due_at, Timer.id)
+    .limit(1)
+    .with_for_update(of=ProcessInstance, skip_locked=True)
+)
 _SELECT_INSTANCE = sa.select(*_INSTANCE_COLUMNS).where(ProcessInstance.id == sa.bindparam("instance_id"))
 _LOCK_INSTANCE = _SELECT_INSTANCE.with_for_update()
 _SELECT_CASE = sa.select(*_CASE_COLUMNS).where(CaseRecord.id == sa.bindparam("case_id"))

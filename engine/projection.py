@@ -8,7 +8,6 @@ engine to decide what the process does; it is all derived from the workflow.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,7 @@ from .models import (
     User,
 )
 from .ports import Notifier
-from .runtime import SpecBundle
+from .runtime import SpecBundle, find_task
 from .timers import parse_instant, timer_due, timer_kind
 
 OPEN_STATUSES = ("ready", "claimed")
@@ -161,6 +160,7 @@ class Projector:
         """``before`` is what the rows mirrored when the command loaded the workflow (None: read them)."""
         self.session = session
         self.connection = session.connection()
+        self.cancelled_now: set[str] = set()
         self.ctx = ctx
         self.instance = instance
         self.workflow = workflow
@@ -251,6 +251,7 @@ class Projector:
                 )
             )
         gone = sorted(open_ids - live.keys())
+        self.cancelled_now = set(gone)
         if gone:
             self.connection.execute(_CANCEL_TASKS, {"ids": gone, "now": self.ctx.now})
             for task_id in gone:
@@ -383,7 +384,7 @@ class Projector:
                 )
             ).all()
             for row in rows:
-                spiff_task = self.workflow.get_task_from_id(uuid.UUID(row.task_id))
+                spiff_task = find_task(self.workflow, row.task_id)
                 if spiff_task is not None and spiff_task.has_state(TaskState.COMPLETED):
                     # It fired inside this command (its moment had passed when the engine stepped).
                     row.status, row.fired_at, row.fired_by = "fired", self.ctx.now, self.ctx.actor
@@ -434,7 +435,10 @@ class Projector:
         """Raise the task to ``level`` and tell the people the ladder names (once per level)."""
         self.session.flush()
         task = self.session.get(Task, task_id, populate_existing=True)
-        if task is None or task.status not in OPEN_STATUSES or task.escalation_level >= level:
+        # A task interrupted in this same command (a deadline that fell due with its reminders)
+        # still carries the levels it reached: the escalation report must show them.
+        still_counts = task is not None and (task.status in OPEN_STATUSES or task.id in self.cancelled_now)
+        if task is None or not still_counts or task.escalation_level >= level:
             return
         task.escalation_level = level
         task.escalated_at = self.ctx.now

@@ -22,6 +22,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
@@ -72,6 +73,15 @@ class Runtime:
         workflow: BpmnWorkflow = self.serializer.from_dict(dct)
         workflow.script_engine = self.script_engine
         return workflow
+
+
+def find_task(workflow: BpmnWorkflow, task_id: str) -> SpiffTask | None:
+    """The task with this id, or None: gone (pruned, or never there) is an answer, not an error."""
+    try:
+        task: SpiffTask | None = workflow.get_task_from_id(UUID(task_id))
+    except TaskNotFoundException:
+        return None
+    return task
 
 
 def _subtree_is_finished(task: SpiffTask) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import DBAPIError
 
 from . import clock
 from .core import Engine
@@ -29,6 +30,12 @@ from .errors import Conflict
 log = logging.getLogger("frontdoor.worker")
 
 TICK = timedelta(seconds=1)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """Deadlock or serialization failure: the transaction was rolled back and may simply run again."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001")
 
 
 class TimerWorker:
@@ -48,6 +55,11 @@ class TimerWorker:
                     fired = self.engine.fire_next_due(self.name)
                 except Conflict:
                     # Another command changed the same case first; the timer is still waiting.
+                    continue
+                except DBAPIError as exc:
+                    if not _retryable(exc):
+                        raise
+                    log.info("database asked to retry (%s); trying again", type(exc.orig).__name__)
                     continue
                 if fired is None:
                     break
@@ -71,8 +83,9 @@ class TimerWorker:
         if due is None:
             return
         wait = due - clock.now()
-        if wait < TICK:
-            run_at = datetime.now(UTC) + max(wait, timedelta(0))
+        # Due already but not fired: another worker holds it; the next tick will look again.
+        if timedelta(0) < wait < TICK:
+            run_at = datetime.now(UTC) + wait
             self._scheduler.add_job(
                 self.tick, DateTrigger(run_date=run_at), id="precise", replace_existing=True
             )

@@ -1,9 +1,10 @@
 """Two people acting on one task at the same moment, each through their own engine and connection
 pool, on one PostgreSQL database: exactly one wins, the other is told, nothing is lost or doubled.
 
-Both threads are held at a barrier once they have read what they will change (the task row, the
-instance and its revision), so the race is not left to timing: neither writes before both have
-read.  Nothing inside the engine is replaced; the barrier only waits and then calls through.
+The race is not left to timing.  Claims are held at a barrier once both have read the task.  A
+completion locks its instance first, so the second completion is shown to be *waiting on that
+lock* (PostgreSQL's own view of its backends) while the first still holds it, before the first
+is let go.  Nothing inside the engine is replaced; the holds only wait and then call through.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from conftest import make_engine
 
 from engine import directory
@@ -86,6 +88,28 @@ def hold_after(
     return passed
 
 
+def wait_for_lock_waiter(engine: Engine, seconds: float = BARRIER_TIMEOUT) -> bool:
+    """Poll PostgreSQL until some backend of this database is waiting on a lock."""
+    deadline = threading.Event()
+    timer = threading.Timer(seconds, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            with engine.db.engine.connect() as connection:
+                waiting = connection.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar()
+            if waiting:
+                return True
+            deadline.wait(0.05)
+        return False
+    finally:
+        timer.cancel()
+
+
 def exactly_one_conflict(outcomes: list[BaseException | None]) -> None:
     winners = [o for o in outcomes if o is None]
     losers = [o for o in outcomes if o is not None]
@@ -101,19 +125,38 @@ def test_two_concurrent_completions_of_one_task_exactly_one_succeeds(
     started = start_triage(first)
     task = open_task(first, "C-1", "record_contact")
     revision = instance_row(first, started.instance_id).revision
-    loaded = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
-    passed = [
-        # Each command loads the instance through its engine's runtime; hold both until both have.
-        hold_after(engine.runtime, "load", loaded, monkeypatch)
-        for engine in engines
+    first_loaded, release = threading.Event(), threading.Event()
+    original_load = first.runtime.load
+
+    def load_then_hold(*args: Any, **kwargs: Any) -> Any:
+        result = original_load(*args, **kwargs)
+        first_loaded.set()
+        release.wait(BARRIER_TIMEOUT)
+        return result
+
+    monkeypatch.setattr(first.runtime, "load", load_then_hold)
+    outcomes: list[BaseException | None] = [None, None]
+
+    def run(index: int, engine: Engine, note: str) -> None:
+        try:
+            engine.complete(task.id, "sam.screener", {"note": note})
+        except BaseException as exc:  # recorded and examined below
+            outcomes[index] = exc
+
+    racers = [
+        threading.Thread(target=run, args=(0, first, "from the first screen")),
+        threading.Thread(target=run, args=(1, second, "from the second screen")),
     ]
+    racers[0].start()
+    assert first_loaded.wait(BARRIER_TIMEOUT), "the first completion never loaded the instance"
+    racers[1].start()
+    # The second completion has started and is queued behind the first's lock on the instance.
+    assert wait_for_lock_waiter(first), "the second completion never waited on the first's lock"
+    release.set()
+    for racer in racers:
+        racer.join(BARRIER_TIMEOUT * 3)
+        assert not racer.is_alive(), "a racing command never finished (a deadlock?)"
 
-    outcomes = race(
-        lambda: first.complete(task.id, "sam.screener", {"note": "from the first screen"}),
-        lambda: second.complete(task.id, "sam.screener", {"note": "from the second screen"}),
-    )
-
-    assert sorted(len(p) for p in passed) == [1, 1], "both completions must have loaded before either wrote"
     exactly_one_conflict(outcomes)
     monkeypatch.undo()
     note = "from the first screen" if outcomes[0] is None else "from the second screen"

@@ -667,15 +667,6 @@ def test_a_timer_whose_path_raises_is_parked_as_failed(timers_engine: Engine, fa
     assert chain_intact(timers_engine)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a timer whose path reaches a timer expression that is not a date raises a bare ValueError "
-        "(engine/timers.py parse_instant via ClockTimeDate.has_fired), which Engine.fire_next_due does not "
-        "park (it only catches ProcessError): the timer stays 'waiting', is retried for ever, and as the "
-        "earliest due it blocks every later timer"
-    ),
-)
 def test_a_timer_whose_path_reaches_a_bad_timer_expression_is_parked(
     timers_engine: Engine, fake_clock: FakeClock
 ) -> None:
@@ -741,3 +732,19 @@ def test_cli_timers_due_before_lists_what_is_due_in_london_time(
     assert "remind" in line
     again = runner.invoke(cli, ["worker", "--once"], obj={"engine": timers_engine})
     assert "fired 0 timer(s)" in again.output
+
+
+def test_escalations_passed_during_downtime_are_recorded(
+    timers_engine: Engine, fake_clock: FakeClock
+) -> None:
+    instance_id = start_contact(timers_engine, fake_clock)
+    decide_id = task_rows(timers_engine, instance_id)["decide"].id
+    fake_clock.set(DEADLINE_DUE + timedelta(days=7))  # the worker was down past every rung
+
+    fire_all(timers_engine)
+
+    assert {row.status for row in timer_rows(timers_engine, instance_id)} == {"fired"}
+    assert [e.data["level"] for e in events(timers_engine, "task.escalated")] == [1, 2]
+    assert all(e.task_id == decide_id for e in events(timers_engine, "task.escalated"))
+    assert task_rows(timers_engine, instance_id)["decide"].escalation_level == 2
+    assert [m["level"] for m in notifications(timers_engine)] == [1, 2]

@@ -28,7 +28,7 @@ from apscheduler.triggers.date import DateTrigger
 from engine import audit
 from engine.clock import FakeClock
 from engine.core import Engine
-from engine.models import AuditEvent, Timer
+from engine.models import AuditEvent, Task, Timer
 from engine.worker import TICK, TimerWorker
 from tests.conftest import fixture_bpmn, make_engine
 
@@ -200,25 +200,14 @@ def test_three_workers_with_several_due_timers_per_instance_fire_each_once(
     assert wait_all([spawn(worker_command(postgres_url), last)]) == [0], logs([last])
 
     assert_each_fired_once(pg_engine, 3 * INSTANCES)
+    # Each deadline routed its decision to the service manager exactly once.
     with pg_engine.db.read() as session:
-        escalated = Counter(
-            session.scalars(
-                sa.select(AuditEvent.data["level"].as_integer()).where(AuditEvent.action == "task.escalated")
-            )
+        tasks = Counter(
+            (row.element_id, row.status) for row in session.execute(sa.select(Task.element_id, Task.status))
         )
-    assert escalated == Counter({1: INSTANCES, 2: INSTANCES})
+    assert tasks == Counter({("decide", "cancelled"): INSTANCES, ("overdue_decision", "ready"): INSTANCES})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: deadlock between two workers on one instance.  Engine.fire_next_due locks timer A "
-        "(SKIP LOCKED) and then waits for the instance row; a second worker locks timer B of the same "
-        "instance and waits for the instance too; the first worker's projection (sync_timers) then "
-        "updates timer B, which it fired in the same command -> DeadlockDetected, not caught by "
-        "TimerWorker.drain, and `frontdoor worker --once` dies with a traceback"
-    ),
-)
 def test_two_workers_on_one_instance_with_several_due_timers_both_finish(
     pg_engine: Engine, fake_clock: FakeClock, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -260,14 +249,6 @@ class RecordingScheduler:
         self.runs.append(trigger.run_date)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: TimerWorker._schedule_precise busy-loops while the earliest due timer is held by another "
-        "worker: drain() skips the locked row and fires nothing, next_timer_due() still returns its "
-        "(past) due time, so a one-off job is scheduled for 'now', which does the same again"
-    ),
-)
 def test_a_worker_does_not_spin_while_another_holds_the_due_timer(
     pg_engine: Engine, fake_clock: FakeClock
 ) -> None:
@@ -278,8 +259,8 @@ def test_a_worker_does_not_spin_while_another_holds_the_due_timer(
     worker._scheduler = scheduler  # type: ignore[assignment]
 
     with pg_engine.db.engine.connect() as other_worker, other_worker.begin():
-        # Another worker is in the middle of firing it: the row is locked.
-        other_worker.execute(sa.text("SELECT id FROM timer FOR UPDATE")).all()
+        # Another worker is in the middle of firing it: it holds the timer's instance.
+        other_worker.execute(sa.text("SELECT id FROM process_instance FOR UPDATE")).all()
         ticked_at = datetime.now(UTC)
         worker.tick()
         assert worker.fired == 0
