@@ -6,8 +6,10 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+ASSETS := web/static/vendor/frontdoor.css
 
-.PHONY: run setup db test lint typecheck pytest bench clean
+.PHONY: run setup assets db test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Frontdoor needs Python 3.11 or newer on the PATH" >&2; exit 1; }
@@ -16,7 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP)
+# Front-end assets come from npm (pinned in package-lock.json) and are never committed.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Frontdoor's pages need Node.js with npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(ASSETS): $(NODE_STAMP) web/assets/frontdoor.scss web/assets/build.mjs
+	node web/assets/build.mjs
+
+assets: $(ASSETS)
+
+setup: $(STAMP) $(ASSETS)
 
 db: setup
 	$(BIN)/frontdoor init --demo-cases
@@ -40,4 +53,4 @@ bench: setup
 	$(BIN)/python bench/engine_throughput.py
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/static/vendor instance .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ from .calendar_cli import calendar_group
 from .core import Engine
 from .db import Database
 from .errors import DefinitionError, FrontdoorError
-from .models import Task, User
+from .models import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
 LONDON = ZoneInfo("Europe/London")
@@ -339,23 +339,6 @@ def worker(ctx: click.Context, once: bool) -> None:
         click.echo(f"fired {timer_worker.drain()} timer(s)")
         return
     timer_worker.run_forever()
-
-
-@cli.command()
-@click.pass_context
-@user_errors
-def run(ctx: click.Context) -> None:
-    """Start Frontdoor (what `make run` calls): the timer worker, after showing the demo users."""
-    engine = _engine(ctx)
-    click.echo(f"Frontdoor is running on {engine.db.engine.url.render_as_string(hide_password=True)}")
-    with engine.db.read() as session:
-        users = session.scalars(sa.select(User).order_by(User.username)).all()
-    if users:
-        click.echo("Demo users (sign-in arrives with the web pages; use them with --user today):")
-        for user in users:
-            click.echo(f"  {user.username:<16} {user.display_name}")
-    click.echo("Try: .venv/bin/frontdoor tasks --team mash    (Ctrl-C stops the worker)")
-    ctx.invoke(worker, once=False)
 
 
 def main() -> None:

@@ -501,6 +501,15 @@ class Engine:
         Claiming, firing and marking the row fired are one transaction: a timer fires once
         however many workers run, and a worker that dies mid-fire leaves it for the next one.
         """
+        # A claim can find its timer already gone: the instance lock was released by a command
+        # that fired or cancelled it while we queued. Then claim again, a bounded number of times.
+        for _attempt in range(100):
+            outcome = self._fire_one(worker)
+            if outcome != "stale":
+                return outcome if isinstance(outcome, int) else None
+        return None
+
+    def _fire_one(self, worker: str) -> int | str | None:
         failed: tuple[int, str] | None = None
         try:
             with self._transaction() as session:
@@ -515,7 +524,7 @@ class Engine:
                     )
                 )
                 if timer is None:
-                    return int(claimed.id)
+                    return "stale"
                 try:
                     self._fire(session, timer, worker, now)
                 except ProcessError as exc:

@@ -272,6 +272,20 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
 
 
+class ApiToken(Base):
+    """A system's credential for the JSON API: acts as ``user``; only the hash is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
 class Team(Base):
     __tablename__ = "team"
 

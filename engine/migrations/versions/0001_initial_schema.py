@@ -126,6 +126,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name=op.f("uq_team_key")),
     )
     op.create_table(
+        "api_token",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(), nullable=True),
+        sa.Column("revoked", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["app_user.id"], name=op.f("fk_api_token_user_id_app_user")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_token")),
+        sa.UniqueConstraint("name", name=op.f("uq_api_token_name")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_token_token_hash")),
+    )
+    op.create_table(
         "case_link",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=False),
@@ -351,6 +365,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_case_link_case_id"))
 
     op.drop_table("case_link")
+    op.drop_table("api_token")
     op.drop_table("team")
     op.drop_table("role")
     with op.batch_alter_table("process_definition", schema=None) as batch_op:

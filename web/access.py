@@ -1,0 +1,122 @@
+"""Who may see what: decided here, and nowhere else.
+
+Each role in processes/roles.json carries an ``access`` level:
+
+- practitioner: the cases of their teams and the cases allocated to them, and those cases' tasks;
+- manager: as a practitioner, plus their teams' dashboards, and assigning work in their teams;
+- service: every case and every dashboard (a service manager watches the whole service);
+- partner (police, health, education): only the tasks offered to them, never a child's case page;
+- owner / admin: processes, and users and teams (not children's records).
+
+Every view of a child's record is written to the audit trail (see :func:`record_view`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from flask import abort, current_app
+
+from engine import audit, clock
+from engine.audit import PendingEvent
+from engine.models import CaseRecord, Task
+
+from .auth import Person
+
+CASE_LEVELS = {"practitioner", "manager", "service"}
+
+
+@lru_cache(maxsize=1)
+def _levels_by_role(roles_json: str) -> dict[str, str]:
+    import json
+
+    return {r["key"]: r.get("access", "practitioner") for r in json.loads(roles_json)["roles"]}
+
+
+def levels(person: Person) -> dict[str, set[str]]:
+    """access level -> the teams in which the person has it."""
+    from . import engine_of
+
+    registry = engine_of(current_app).registry
+    by_role = _levels_by_role((registry.root / "roles.json").read_text(encoding="utf-8"))
+    out: dict[str, set[str]] = {}
+    for team, role in person.memberships:
+        out.setdefault(by_role.get(role, "practitioner"), set()).add(team)
+    return out
+
+
+def is_service(person: Person) -> bool:
+    return "service" in levels(person)
+
+
+def managed_teams(person: Person) -> set[str]:
+    """Teams whose dashboards and queues the person manages (every team, for the service level)."""
+    lv = levels(person)
+    return lv.get("manager", set()) | ({"*"} if "service" in lv else set())
+
+
+def is_manager(person: Person) -> bool:
+    return bool(managed_teams(person))
+
+
+def case_teams(person: Person) -> set[str]:
+    lv = levels(person)
+    return set().union(*(lv.get(level, set()) for level in CASE_LEVELS))
+
+
+def is_partner_only(person: Person) -> bool:
+    lv = levels(person)
+    return bool(lv) and set(lv) <= {"partner"}
+
+
+def can_view_case(person: Person, case: CaseRecord) -> bool:
+    if is_service(person):
+        return True
+    if case.worker == person.username:
+        return True
+    return case.team_key is not None and case.team_key in case_teams(person)
+
+
+def task_offered_to(person: Person, task: Task) -> bool:
+    """The task is the person's, or waits in a queue of a team where they hold its role."""
+    if task.assignee == person.username:
+        return True
+    if task.assignee is None and task.role_key is not None:
+        return (task.team_key, task.role_key) in set(person.memberships) or (
+            task.team_key is None and task.role_key in person.roles
+        )
+    return False
+
+
+def can_view_task(person: Person, task: Task, case: CaseRecord | None) -> bool:
+    if task_offered_to(person, task):
+        return True
+    if is_partner_only(person):
+        return False
+    managed = managed_teams(person)
+    if "*" in managed or (task.team_key is not None and task.team_key in managed):
+        return True
+    return case is not None and can_view_case(person, case)
+
+
+def require(allowed: bool) -> None:
+    if not allowed:
+        abort(403)
+
+
+def record_view(person: Person, case: CaseRecord, page: str) -> None:
+    """A child's record was looked at: who, when, which page."""
+    from . import engine_of
+
+    engine = engine_of(current_app)
+    with engine.db.transaction() as session:
+        audit.append(
+            session,
+            [PendingEvent(person.username, "case.viewed", case.id, data={"page": page})],
+            clock.now(),
+        )
+
+
+def describe(person: Person) -> dict[str, Any]:
+    return {"levels": {k: sorted(v) for k, v in levels(person).items()}}
