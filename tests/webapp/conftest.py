@@ -1,0 +1,95 @@
+"""Web fixtures: an app on a fresh SQLite database with the council's processes and demo staff.
+
+``demo_app`` also has the fifteen example cases (slower: use it where queues must be full).
+Every demo user's password is ``DEMO_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine.clock import FakeClock
+from engine.core import Engine
+from engine.db import Database
+from web import create_app
+from web.auth import hasher
+
+DEMO_PASSWORD = "frontdoor-demo"
+
+
+def _app(tmp_path: Path, demo_cases: bool, **config: Any) -> tuple[Flask, Engine]:
+    engine = Engine(Database(f"sqlite:///{tmp_path / 'web.db'}"))
+    engine.init(demo=True, demo_cases=demo_cases)
+    staff = engine.registry.read_json("demo/staff.json")
+    with engine.db.transaction() as session:
+        for user in staff["users"]:
+            set_password(session, user["username"], DEMO_PASSWORD)
+    settings = {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "RATELIMIT_ENABLED": False,
+        "SESSION_COOKIE_SECURE": False,
+    }
+    app = create_app({**settings, **config}, engine=engine)
+    return app, engine
+
+
+@lru_cache(maxsize=1)
+def _demo_hash() -> str:
+    return hasher.hash(DEMO_PASSWORD)
+
+
+@pytest.fixture
+def app(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Flask]:
+    built, engine = _app(tmp_path, demo_cases=False)
+    yield built
+    engine.db.dispose()
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Flask]:
+    built, engine = _app(tmp_path, demo_cases=True)
+    yield built
+    engine.db.dispose()
+
+
+def engine_of_app(app: Flask) -> Engine:
+    engine: Engine = app.extensions["frontdoor.engine"]
+    return engine
+
+
+def csrf_token(client: FlaskClient, path: str = "/sign-in") -> str:
+    """The CSRF token a page carries (pages put it in a meta tag and in every form)."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page) or re.search(
+        r'name="csrf_token" value="([^"]+)"', page
+    )
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, username: str, password: str = DEMO_PASSWORD) -> Any:
+    token = csrf_token(client)
+    return client.post("/sign-in", data={"username": username, "password": password, "csrf_token": token})
+
+
+@pytest.fixture
+def as_user(app: Flask) -> Any:
+    """``as_user("sam.screener")`` -> a test client signed in as that demo user."""
+
+    def make(username: str) -> FlaskClient:
+        client = app.test_client()
+        response = sign_in(client, username)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return make
