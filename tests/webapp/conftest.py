@@ -27,10 +27,9 @@ DEMO_PASSWORD = "frontdoor-demo"
 def _app(tmp_path: Path, demo_cases: bool, **config: Any) -> tuple[Flask, Engine]:
     engine = Engine(Database(f"sqlite:///{tmp_path / 'web.db'}"))
     engine.init(demo=True, demo_cases=demo_cases)
-    staff = engine.registry.read_json("demo/staff.json")
     with engine.db.transaction() as session:
-        for user in staff["users"]:
-            set_password(session, user["username"], DEMO_PASSWORD)
+        # One argon2 hash for everyone: hashing is deliberately slow, and the tests need many users.
+        session.execute(sa.update(User).values(password_hash=_demo_hash()))
     settings = {
         "TESTING": True,
         "SECRET_KEY": "test",
