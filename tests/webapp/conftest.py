@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.db import Database
+from engine.models import User
 from web import create_app
 from web.auth import hasher
 
