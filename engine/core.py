@@ -472,6 +472,43 @@ class Engine:
             self._save(session, instance, workflow)
             self._finish(session, command, instance, workflow)
 
+    def save_draft(self, task_id: str, username: str, data: dict[str, Any] | None) -> None:
+        """Keep unfinished answers on the task, for whoever may complete it, until it is completed.
+
+        A draft is not checked against the form (it may be half done) and does not move the case.
+        """
+        data = check_json(data)
+        with self._transaction() as session:
+            now = clock.now()
+            task = self._task(session, task_id)
+            self._require_open(task)
+            if task.status == "claimed" and task.assignee != username:
+                raise Conflict(f"'{task.name}' is claimed by {task.assignee}; only they can save answers")
+            directory.check_may_hold(session, username, task.role_key, task.team_key, self.roles)
+            updated = _rowcount(
+                session.connection().execute(
+                    sa.update(Task)
+                    .where(Task.id == task.id, Task.status.in_(OPEN_STATUSES))
+                    .values(draft=data, draft_saved_by=username, draft_saved_at=now)
+                )
+            )
+            if updated != 1:
+                raise Conflict(f"'{task.name}' was completed a moment ago; your draft was not saved")
+            audit.append(
+                session,
+                [
+                    PendingEvent(
+                        username,
+                        "task.draft_saved",
+                        task.case_id,
+                        task.instance_id,
+                        task.id,
+                        {"fields": sorted(data)},
+                    )
+                ],
+                now,
+            )
+
     def cancel(self, instance_id: int, by: str, reason: str) -> None:
         if not reason.strip():
             raise InvalidData("say why the process is being cancelled")
@@ -975,6 +1012,7 @@ _COMPLETE_TASK = (
     sa.update(Task)
     .where(Task.id == sa.bindparam("task_id"), Task.status.in_(OPEN_STATUSES))
     .values(
+        draft=None,
         status="completed",
         assignee=sa.bindparam("username"),
         completed_by=sa.bindparam("username"),

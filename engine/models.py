@@ -171,6 +171,10 @@ class Task(Base):
     completed_by: Mapped[str | None] = mapped_column(sa.String(100))
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Answers saved but not yet submitted ("save as draft"); cleared when the task closes.
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    draft_saved_by: Mapped[str | None] = mapped_column(sa.String(100))
+    draft_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Timer(Base):

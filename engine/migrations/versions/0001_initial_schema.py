@@ -278,6 +278,9 @@ def upgrade() -> None:
         sa.Column("completed_by", sa.String(length=100), nullable=True),
         sa.Column("completed_at", sa.DateTime(), nullable=True),
         sa.Column("outcome", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
+        sa.Column("draft", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
+        sa.Column("draft_saved_by", sa.String(length=100), nullable=True),
+        sa.Column("draft_saved_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(["case_id"], ["case_record.id"], name=op.f("fk_task_case_id_case_record")),
         sa.ForeignKeyConstraint(
             ["instance_id"], ["process_instance.id"], name=op.f("fk_task_instance_id_process_instance")
