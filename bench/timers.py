@@ -525,7 +525,14 @@ def part_idle(window: float, waiting: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 timers and 30 s windows")
+    parser.add_argument(
+        "--only",
+        choices=["burst", "lateness", "idle"],
+        action="append",
+        help="run only these parts (repeatable)",
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["burst", "lateness", "idle"])
     try:
         admin = admin_engine()
         with admin.connect() as connection:
@@ -542,9 +549,12 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews the figures)"
     )
     began = time.perf_counter()
-    part_burst(burst)
-    part_lateness(window)
-    part_idle(window, IDLE_TIMERS)
+    if "burst" in parts:
+        part_burst(burst)
+    if "lateness" in parts:
+        part_lateness(window)
+    if "idle" in parts:
+        part_idle(window, IDLE_TIMERS)
     end_load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\ntotal run time {time.perf_counter() - began:.0f} s; load average at the end {end_load}")
 
