@@ -34,15 +34,32 @@ def _levels_by_role(roles_json: str) -> dict[str, str]:
     return {r["key"]: r.get("access", "practitioner") for r in json.loads(roles_json)["roles"]}
 
 
-def levels(person: Person) -> dict[str, set[str]]:
-    """access level -> the teams in which the person has it."""
+def _role_levels() -> dict[str, str]:
+    """role key -> access level, re-read only when roles.json changes."""
     from . import engine_of
 
-    registry = engine_of(current_app).registry
-    by_role = _levels_by_role((registry.root / "roles.json").read_text(encoding="utf-8"))
+    path = engine_of(current_app).registry.root / "roles.json"
+    stamp = path.stat().st_mtime_ns
+    cached = _ROLE_LEVELS.get(str(path))
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, _levels_by_role(path.read_text(encoding="utf-8")))
+        _ROLE_LEVELS[str(path)] = cached
+    return cached[1]
+
+
+_ROLE_LEVELS: dict[str, tuple[int, dict[str, str]]] = {}
+
+
+def levels(person: Person) -> dict[str, set[str]]:
+    """access level -> the teams in which the person has it (computed once per person per request)."""
+    cached: dict[str, set[str]] | None = getattr(person, "_levels", None)
+    if cached is not None:
+        return cached
+    by_role = _role_levels()
     out: dict[str, set[str]] = {}
     for team, role in person.memberships:
         out.setdefault(by_role.get(role, "practitioner"), set()).add(team)
+    object.__setattr__(person, "_levels", out)
     return out
 
 

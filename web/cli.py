@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from engine.cli import _engine, cli, user_errors
 from engine.models import User
+from web.tokens import tokens_group
 
 DEMO_PASSWORD = "frontdoor-demo"
 
@@ -96,6 +97,7 @@ def run_all(ctx: click.Context, bind: str) -> None:
 # `frontdoor run` from the engine (worker only) is replaced by the one above.
 cli.commands.pop("run", None)
 cli.add_command(run_all, "run")
+cli.add_command(tokens_group)
 
 
 def main() -> None:
