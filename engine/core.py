@@ -263,7 +263,7 @@ class Engine:
                 data = json.loads(json.dumps({**shared, subject_field: subject}))
                 results.append(self._start_in(session, command, definition, case, data))
             now = command.now
-            for case in cases:
+            for case in cases if len(cases) > 1 else []:
                 for other in cases:
                     if other is not case:
                         session.add(

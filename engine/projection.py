@@ -55,6 +55,7 @@ CLOCK_STARTED_AT = "clock.startedAt."
 CLOCK_STOP = "clock.stop."
 CLOCK_STOPPED_AT = "clock.stoppedAt."
 RECORD = "record."
+SYSTEM = "frontdoor"  # the actor of what the process does by itself (escalations)
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,17 @@ class Projector:
         self.services = services
         self.before = before
 
-    def event(self, action: str, task_id: str | None = None, data: dict[str, Any] | None = None) -> None:
+    def event(
+        self,
+        action: str,
+        task_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> None:
         self.ctx.events.append(
-            PendingEvent(self.ctx.actor, action, self.instance.case_id, self.instance.id, task_id, data or {})
+            PendingEvent(
+                actor or self.ctx.actor, action, self.instance.case_id, self.instance.id, task_id, data or {}
+            )
         )
 
     def run(self) -> list[str]:
@@ -456,7 +465,13 @@ class Projector:
             ),
             context={"kind": "escalation", "task_id": task.id, "level": level, "case_id": task.case_id},
         )
-        self.event("task.escalated", task.id, {"level": level, "timer": element, "notified": recipients})
+        # The process escalated it, not whoever's command happened to let the timer fire.
+        self.event(
+            "task.escalated",
+            task.id,
+            {"level": level, "timer": element, "notified": recipients},
+            actor=SYSTEM,
+        )
 
     # ------------------------------------------------------------------ clocks
 
