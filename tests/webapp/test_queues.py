@@ -1,0 +1,444 @@
+"""My tasks and the team queues: who sees what, in what order, filtered; claiming, releasing, assigning.
+
+The demo data (processes/demo/cases.json) seeded on the fake clock's Wednesday 6 March 2024, 09:30:
+Dan's MASH decision is overdue, Eve's handover was due at 09:00 today, Ben and Cara are siblings
+waiting for health and school checks, Sara holds Lola's section 47 enquiry, Max and Nia are
+siblings whose outcome letters Sara holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine import clock as clock_module
+from engine.clock import FakeClock
+from engine.core import Engine
+from engine.models import Task
+from tests.webapp.conftest import _app, csrf_token, engine_of_app, sign_in
+
+WEDNESDAY = datetime(2024, 3, 6, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The demo, seeded once for the tests here that only read (at the fake clock's instant)."""
+    previous = clock_module.set_clock(FakeClock(WEDNESDAY))
+    try:
+        built, engine = _app(Path(tmp_path_factory.mktemp("queues")), demo_cases=True)
+    finally:
+        clock_module.set_clock(previous)
+    yield built
+    engine.db.dispose()
+
+
+def client_for(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    response = sign_in(client, username)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def reader(shared_app: Flask, fake_clock: FakeClock) -> Any:
+    return lambda username: client_for(shared_app, username)
+
+
+@pytest.fixture
+def demo_user(demo_app: Flask) -> Any:
+    return lambda username: client_for(demo_app, username)
+
+
+def page(client: FlaskClient, path: str, **headers: str) -> str:
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+def task_names(html: str) -> list[str]:
+    return re.findall(r'<a class="govuk-link" href="/tasks/[0-9a-f-]{36}">([^<]+)</a>', html)
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<tr class="govuk-table__row" id="task-[^"]+">.*?</tr>', html, re.S)
+
+
+def open_task(engine: Engine, element_id: str, reference: str | None = None) -> Task:
+    tasks = [t for t in engine.tasks(case_reference=reference) if t.element_id == element_id]
+    assert tasks, f"no open {element_id} task on {reference}"
+    return tasks[0]
+
+
+# ------------------------------------------------------------------ what each person sees
+
+
+def test_home_goes_to_my_tasks(reader: Any) -> None:
+    response = reader("sara.social").get("/")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/tasks/mine")
+
+
+def test_my_tasks_lists_what_the_person_holds_soonest_first(reader: Any) -> None:
+    html = page(reader("sara.social"), "/tasks/mine")
+    assert "<title>My tasks – Northshire County Council</title>" in html
+    assert '<caption class="govuk-table__caption govuk-table__caption--m">' in html
+    names = task_names(html)
+    assert "Lead the section 47 enquiry" in names and "Initial assessment" in names
+    assert "Decide the response" not in names  # the MASH manager's, not hers
+    due = [datetime.fromisoformat(d) for d in re.findall(r'<time datetime="([^"]+)"', html)]
+    # Sorted by due date, except that siblings' tasks sit together where the first of them falls.
+    assert due[0] == min(due) and due[-1] == max(due)
+    assert "Lola Hughes" in html and "DEMO-012" in html
+    assert "You" in html and "Release" in html
+
+
+def test_siblings_tasks_are_grouped_under_a_heading(reader: Any) -> None:
+    html = page(reader("sara.social"), "/tasks/mine")
+    assert "Siblings: Max Fisher (DEMO-013), Nia Fisher (DEMO-014)" in html
+    group = html.split("Siblings: Max Fisher")[1].split("</tbody>")[0]
+    assert task_names(group).count("Tell the family the outcome in writing") == 2
+    assert "Sibling of Nia Fisher (DEMO-014)" in group
+
+
+def test_team_queue_of_a_manager_has_the_assign_control(reader: Any) -> None:
+    html = page(reader("mo.manager"), "/teams/mash/queue")
+    names = task_names(html)
+    assert {"Decide the response", "Rate the urgency", "Share what health services know"} <= set(names)
+    assert "Siblings: Ben Walker (DEMO-002), Cara Walker (DEMO-003)" in html
+    decide = next(r for r in rows(html) if "Decide the response" in r)
+    assert "Claim" in decide and 'name="assignee"' in decide and "Mo Manager" in decide
+    assert "Level 2" in decide and "Escalated to the team manager" in decide
+    assert '<tbody class="govuk-table__body">' in html
+
+
+def test_a_partner_sees_only_the_tasks_offered_to_them(reader: Any) -> None:
+    html = page(reader("hana.health"), "/teams/mash/queue")
+    assert set(task_names(html)) == {"Share what health services know"}
+    assert len(rows(html)) == 2
+    assert "Ben Walker" in html and "DEMO-002" in html  # what the check needs
+    assert "/cases/" not in html and 'name="assignee"' not in html and "Siblings:" not in html
+
+
+def test_a_practitioner_sees_the_team_tasks_of_cases_they_may_see(reader: Any) -> None:
+    html = page(reader("sara.social"), "/teams/assessment/queue")
+    names = task_names(html)
+    assert "Authorise the assessment" in names  # Kit's case is the assessment team's
+    assert "Hold supervision" not in names  # a manager's task with no case
+    assert "Accept the referral and allocate" not in names  # Ivy's case is still the MASH's
+    assert 'name="assignee"' not in html
+
+
+def test_team_queue_needs_a_role_in_the_team(reader: Any) -> None:
+    client = reader("sam.screener")
+    assert client.get("/teams/assessment/queue").status_code == 403
+    assert client.get("/teams/no-such-team/queue").status_code == 404
+
+
+def test_the_service_manager_may_open_every_team_queue(reader: Any) -> None:
+    html = page(reader("sid.service"), "/teams/assessment/queue")
+    assert "Hold supervision" in task_names(html)
+    assert "Other team queues" in html and "/teams/mash/queue" in html
+
+
+def test_navigation_items(shared_app: Flask, reader: Any) -> None:
+    def nav(username: str) -> str:
+        return page(reader(username), "/tasks/mine").split('id="navigation"')[1].split("</ul>")[0]
+
+    manager = nav("mo.manager")
+    assert 'href="/tasks/mine" aria-current="page"' in manager and "My tasks" in manager
+    assert 'href="/teams/mash/queue"' in manager and "Team queue" in manager
+    practitioner = nav("sara.social")
+    assert 'href="/teams/assessment/queue"' in practitioner and "Manager pages" not in practitioner
+    if "manage.escalations" in shared_app.view_functions:
+        assert "Manager pages" in manager
+
+
+# ------------------------------------------------------------------ due dates in words
+
+
+def test_due_words_and_classes(reader: Any) -> None:
+    html = page(reader("mo.manager"), "/teams/mash/queue")
+    by_name = {task_names(r)[0]: r for r in rows(html)}
+    decide = by_name["Decide the response"]
+    assert "Monday 4 March 2024" in decide and "fd-due--overdue" in decide
+    assert "Overdue by 2 working days" in decide
+    assert "Due today" in by_name["Rate the urgency"] and "fd-due--today" in by_name["Rate the urgency"]
+    health = by_name["Share what health services know"]
+    assert "Due in 2 working days" in health and "fd-due--soon" in health
+    letter = by_name["Tell the referrer the outcome"]
+    assert "Due in 3 working days" in letter and "fd-due--" not in letter.split("Due in")[0][-60:]
+
+
+def test_due_words_move_with_the_clock(shared_app: Flask, fake_clock: FakeClock) -> None:
+    from web.queues import DueClock
+
+    with shared_app.test_request_context():
+        fake_clock.set(datetime(2024, 3, 8, 10, 0, tzinfo=UTC))  # a Friday
+        due = DueClock()
+        assert due(datetime(2024, 3, 8, 9, 0, tzinfo=UTC)).words == "Overdue since 09:00 today"
+        assert due(datetime(2024, 3, 8, 17, 0, tzinfo=UTC)).state == "today"
+        monday = due(datetime(2024, 3, 11, 17, 0, tzinfo=UTC))
+        assert monday.words == "Due in 1 working day" and monday.css == "fd-due--soon"
+        assert monday.date_text == "Monday 11 March 2024" and monday.time_text == "17:00"
+        assert due(datetime(2024, 3, 6, 17, 0, tzinfo=UTC)).words == "Overdue by 2 working days"
+        assert due(datetime(2024, 3, 20, 17, 0, tzinfo=UTC)).css == ""
+        assert due(None).words == "No due date"
+        fake_clock.set(datetime(2024, 7, 1, 8, 0, tzinfo=UTC))  # summer: London is an hour ahead
+        assert due.__class__()(datetime(2024, 7, 1, 16, 0, tzinfo=UTC)).time_text == "17:00"
+
+
+# ------------------------------------------------------------------ filters
+
+
+def test_filter_by_due(reader: Any) -> None:
+    html = page(reader("mo.manager"), "/teams/mash/queue?due=overdue")
+    assert set(task_names(html)) == {"Decide the response", "Hand over to the day service"}
+    assert "match the filters" in html and "Clear filters" in html
+    today = task_names(page(reader("mo.manager"), "/teams/mash/queue?due=today"))
+    assert today == ["Rate the urgency"]
+
+
+def test_filter_by_step_and_child(reader: Any) -> None:
+    client = reader("mo.manager")
+    html = page(client, "/teams/mash/queue?step=health_check")
+    assert task_names(html) == ["Share what health services know"] * 2
+    assert '<option value="health_check" selected>' in html
+    walkers = page(client, "/teams/mash/queue?child=walker")
+    assert {"Ben Walker", "Cara Walker"} <= set(re.findall(r"(Ben Walker|Cara Walker|Dan Okafor)", walkers))
+    assert "Dan Okafor" not in walkers
+    by_reference = page(client, "/teams/mash/queue?child=demo-004")
+    assert task_names(by_reference) == ["Decide the response"]
+    nothing = page(client, "/teams/mash/queue?child=100%25")  # % is matched literally
+    assert "No tasks match the filters" in nothing
+
+
+def test_filters_through_htmx_swap_only_the_table(reader: Any) -> None:
+    client = reader("mo.manager")
+    response = client.get(
+        "/teams/mash/queue?due=overdue", headers={"HX-Request": "true", "HX-Target": "queue-results"}
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "HX-Request" in response.headers["Vary"]
+    assert html.lstrip().startswith('<div id="queue-results"') and "<html" not in html
+    assert set(task_names(html)) == {"Decide the response", "Hand over to the day service"}
+    full = page(client, "/teams/mash/queue?due=overdue")
+    assert 'hx-get="/teams/mash/queue"' in full and 'hx-target="#queue-results"' in full
+    assert 'hx-push-url="true"' in full and 'method="get"' in full
+
+
+def test_the_queue_shows_at_most_the_limit(reader: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import web.queues
+
+    monkeypatch.setattr(web.queues, "LIMIT", 3)
+    html = page(reader("mo.manager"), "/teams/mash/queue")
+    assert len(rows(html)) == 3 and "Showing 3 of 9 tasks" in html
+
+
+def test_step_choices_come_from_the_diagrams(reader: Any) -> None:
+    html = page(reader("mo.manager"), "/teams/mash/queue")
+    step = html.split('<select class="govuk-select" id="step" name="step">')[1].split("</select>")[0]
+    assert '<optgroup label="Contact and MASH screening">' in step
+    assert '<option value="decide_response">Decide the response</option>' in step
+    partner = page(reader("hana.health"), "/teams/mash/queue")
+    choices = re.findall(r'<option value="([a-z_0-9]+)"', partner.split('id="step"')[1].split("</select>")[0])
+    assert "health_check" in choices and "decide_response" not in choices
+
+
+def test_counting_stops_at_the_cap_where_the_count_is_not_indexed(
+    reader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import web.queues
+
+    monkeypatch.setattr(web.queues, "LIMIT", 2)
+    monkeypatch.setattr(web.queues, "COUNT_CAP", 3)
+    html = page(reader("sara.social"), "/teams/assessment/queue")
+    assert "Showing 2 of more than 3 tasks" in html
+
+
+def test_undated_tasks_come_last(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "rate_urgency", "DEMO-001")
+    with engine.db.transaction() as session:
+        session.execute(sa.update(Task).where(Task.id == task.id).values(due_at=None))
+    names = task_names(page(demo_user("mo.manager"), "/teams/mash/queue"))
+    assert names[-1] == "Rate the urgency" and names[0] == "Decide the response"
+    assert "No due date" in page(demo_user("mo.manager"), f"/tasks/{task.id}")
+
+
+# ------------------------------------------------------------------ claim, release, assign
+
+
+def test_claim_and_release_without_javascript(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "rate_urgency", "DEMO-001")
+    client = demo_user("mo.manager")
+    token = csrf_token(client, "/teams/mash/queue")
+    response = client.post(
+        f"/tasks/{task.id}/claim", data={"csrf_token": token, "next": "/teams/mash/queue", "view": "team"}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/teams/mash/queue"
+    assert engine.get_task(task.id).assignee == "mo.manager"
+    html = page(client, "/teams/mash/queue")
+    assert "You claimed ‘Rate the urgency’" in html
+    assert "Rate the urgency" in task_names(page(client, "/tasks/mine"))
+
+    response = client.post(f"/tasks/{task.id}/unclaim", data={"csrf_token": token, "next": "/tasks/mine"})
+    assert response.status_code == 302 and engine.get_task(task.id).assignee is None
+    assert "Rate the urgency" not in task_names(page(client, "/tasks/mine"))
+
+
+def test_claim_with_htmx_swaps_the_row(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "handover_to_day_service", "DEMO-005")
+    client = demo_user("sam.screener")
+    token = csrf_token(client, "/teams/mash/queue")
+    hx = {"HX-Request": "true", "X-CSRFToken": token}
+    response = client.post(
+        f"/tasks/{task.id}/claim",
+        data={"next": "/teams/mash/queue", "view": "team", "team": "mash"},
+        headers=hx,
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and html.strip().startswith("<tr")
+    assert f'id="task-{task.id}"' in html and "You claimed" in html and "Release" in html
+    assert engine.get_task(task.id).assignee == "sam.screener"
+
+    released = client.post(f"/tasks/{task.id}/unclaim", data={"view": "mine"}, headers=hx).get_data(
+        as_text=True
+    )
+    assert "back in the team queue" in released and f'id="task-{task.id}"' not in released
+
+
+def test_claiming_someone_elses_task_is_refused_in_words(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "decide_response", "DEMO-004")
+    engine.claim(task.id, "mo.manager")
+    client = demo_user("sid.service")
+    token = csrf_token(client, "/teams/mash/queue")
+    response = client.post(
+        f"/tasks/{task.id}/claim", data={"view": "team"}, headers={"HX-Request": "true", "X-CSRFToken": token}
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'role="alert"' in html
+    assert "Could not claim ‘Decide the response’" in html and "already claimed by mo.manager" in html
+
+
+def test_manager_assigns_and_refusals_are_explained(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    lead = open_task(engine, "lead_section47", "DEMO-012")
+    client = demo_user("tara.team")
+    queue = page(client, "/teams/assessment/queue")
+    row = next(r for r in rows(queue) if lead.id in r)
+    assert "Alex Agency (agency)" in row and "Sara Social" in row and "Ash Assistant" not in row
+    token = csrf_token(client, "/teams/assessment/queue")
+
+    def assign(username: str) -> str:
+        response = client.post(
+            f"/tasks/{lead.id}/assign",
+            data={
+                "csrf_token": token,
+                "assignee": username,
+                "next": "/teams/assessment/queue",
+                "view": "team",
+            },
+            follow_redirects=True,
+        )
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    refused = assign("alex.agency")
+    assert "Could not assign ‘Lead the section 47 enquiry’" in refused
+    assert "Alex Agency (alex.agency) cannot hold this task" in refused and "permanent" in refused
+    refused = assign("ash.assistant")
+    assert "Ash Assistant (ash.assistant) cannot hold this task" in refused and "qualified" in refused
+    assert engine.get_task(lead.id).assignee == "sara.social"
+
+    done = assign("tara.team")
+    assert "‘Lead the section 47 enquiry’ is now assigned to Tara Team-Manager" in done
+    assert engine.get_task(lead.id).assignee == "tara.team"
+
+
+def test_assign_with_htmx_shows_the_refusal_in_the_row(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    lead = open_task(engine, "lead_section47", "DEMO-012")
+    client = demo_user("tara.team")
+    token = csrf_token(client, "/teams/assessment/queue")
+    response = client.post(
+        f"/tasks/{lead.id}/assign",
+        data={"assignee": "alex.agency", "view": "team", "team": "assessment"},
+        headers={"HX-Request": "true", "X-CSRFToken": token},
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and html.strip().startswith("<tr")
+    assert 'role="alert"' in html and "cannot hold this task" in html and 'name="assignee"' in html
+
+
+def test_a_practitioner_cannot_assign(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "authorise_assessment", "DEMO-011")
+    client = demo_user("sara.social")
+    token = csrf_token(client, "/teams/assessment/queue")
+    response = client.post(
+        f"/tasks/{task.id}/assign",
+        data={"csrf_token": token, "assignee": "sara.social", "next": "/tasks/mine"},
+        follow_redirects=True,
+    )
+    assert "only a manager of that team can" in response.get_data(as_text=True)
+    assert engine.get_task(task.id).assignee is None
+
+
+def test_actions_on_a_task_the_person_may_not_see_are_forbidden(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "decide_response", "DEMO-004")
+    client = demo_user("pat.police")
+    token = csrf_token(client, "/tasks/mine")
+    assert client.post(f"/tasks/{task.id}/claim", data={"csrf_token": token}).status_code == 403
+    assert client.post("/tasks/no-such-task/claim", data={"csrf_token": token}).status_code == 404
+    assert engine.get_task(task.id).assignee is None
+
+
+def test_claim_without_the_csrf_token_is_refused(demo_app: Flask, demo_user: Any) -> None:
+    engine = engine_of_app(demo_app)
+    task = open_task(engine, "rate_urgency", "DEMO-001")
+    client = demo_user("mo.manager")
+    response = client.post(f"/tasks/{task.id}/claim", data={"next": "/tasks/mine"})
+    assert response.status_code == 400 and "The form had expired" in response.get_data(as_text=True)
+    assert engine.get_task(task.id).assignee is None
+
+
+def test_queue_reads_are_indexed(shared_app: Flask, fake_clock: FakeClock) -> None:
+    """The queues are read in the order of the (assignee | team_key, status, due_at) indexes."""
+    from web.auth import load_person
+    from web.queues import _mine_conditions, _team_conditions, page_query
+
+    engine = engine_of_app(shared_app)
+    with engine.db.read() as session:
+        user_id = session.scalar(sa.text("SELECT id FROM app_user WHERE username = 'sara.social'"))
+
+    def plan(query: Any) -> str:
+        compiled = query.compile(engine.db.engine, compile_kwargs={"literal_binds": True})
+        with engine.db.read() as session:
+            return " ".join(str(r) for r in session.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
+
+    with shared_app.test_request_context():
+        me = load_person(user_id)
+        assert me is not None
+        assert "ix_task_assignee_open" in plan(page_query(_mine_conditions(me)))
+        with shared_app.test_client() as client:  # the team rule reads the signed-in person
+            sign_in(client, "sara.social")
+            client.get("/tasks/mine")
+            team = plan(page_query(_team_conditions(me, "assessment")[0]))
+        assert "ix_task_team_open" in team
+
+
+def test_my_tasks_after_time_passes(demo_app: Flask, demo_user: Any, fake_clock: FakeClock) -> None:
+    fake_clock.advance(timedelta(days=14))
+    html = page(demo_user("sara.social"), "/tasks/mine")
+    assert "Overdue by" in html and "fd-due--overdue" in html
