@@ -92,12 +92,11 @@ def create_app(config: dict[str, Any] | None = None, engine: Engine | None = Non
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
-    for name in ("queues", "tasks", "cases", "manage", "api"):
-        module = _optional_blueprint(name)
-        if module is not None:
-            app.register_blueprint(module.bp)
-            if name == "api":
-                csrf.exempt(module.bp)  # token-authenticated, no cookies
+    from . import api, cases, contacts, manage, queues, tasks
+
+    for module in (queues, tasks, contacts, cases, manage, api):
+        app.register_blueprint(module.bp)
+    csrf.exempt(api.bp)  # token-authenticated, no cookies
 
     @app.context_processor
     def council_names() -> dict[str, Any]:
@@ -126,18 +125,6 @@ def create_app(config: dict[str, Any] | None = None, engine: Engine | None = Non
         ), 400
 
     return app
-
-
-def _optional_blueprint(name: str) -> Any:
-    """Blueprints land one by one; a missing one is simply not there yet."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"web.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"web.{name}":
-            return None
-        raise
 
 
 def engine_of(app: Flask) -> Engine:

@@ -741,6 +741,12 @@ def navigation() -> dict[str, Any]:
     team = default_team(me)
     if team is not None:
         items.append(("Team queue", url_for("queues.team_queue", team=team), endpoint == "queues.team_queue"))
+    if "contacts.new" in current_app.view_functions and set(access.levels(me)) & {
+        "practitioner",
+        "manager",
+        "service",
+    }:
+        items.append(("Record a contact", url_for("contacts.new"), endpoint == "contacts.new"))
     if access.is_manager(me) and "manage.escalations" in current_app.view_functions:
         items.append(("Manager pages", url_for("manage.escalations"), endpoint.startswith("manage.")))
     return {"fd_nav": items}

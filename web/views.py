@@ -13,7 +13,7 @@ bp = Blueprint("views", __name__)
 @bp.route("/")
 @login_required
 def home() -> Any:
-    return redirect(url_for("queues.my_tasks")) if "queues.my_tasks" in _endpoints() else "Frontdoor"
+    return redirect(url_for("queues.my_tasks"))
 
 
 @bp.route("/healthz")
@@ -27,9 +27,3 @@ def health() -> Any:
     with engine_of(current_app).db.read() as session:
         session.execute(sa.text("SELECT 1"))
     return {"status": "ok"}
-
-
-def _endpoints() -> set[str]:
-    from flask import current_app
-
-    return set(current_app.view_functions)
