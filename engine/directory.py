@@ -217,6 +217,20 @@ def user_ref(session: Session, username: str) -> UserRef:
     return UserRef(*row)
 
 
+def holders(session: Session, role_key: str, team_key: str | None = None) -> list[str]:
+    """Usernames of active users holding the role (in the team, when one is given)."""
+    query = (
+        sa.select(User.username)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Role, Role.id == Membership.role_id)
+        .join(Team, Team.id == Membership.team_id)
+        .where(Role.key == role_key, User.active.is_(True))
+    )
+    if team_key:
+        query = query.where(Team.key == team_key)
+    return sorted(set(session.scalars(query)))
+
+
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(sa.select(User).where(User.username == username))
     if user is None or not user.active:

@@ -28,8 +28,6 @@ from .errors import PermissionDenied
 from .models import (
     CaseFact,
     CaseRecord,
-    Membership,
-    Role,
     StatutoryClock,
     Task,
     Team,
@@ -570,17 +568,4 @@ def escalation_recipients(session: Session, task: Task, rule: dict[str, Any]) ->
     role_key = task.role_key if rule.get("notify") == "assignee" else rule.get("role")
     if not role_key:
         return []
-
-    def holders(team_key: str | None) -> list[str]:
-        query = (
-            sa.select(User.username)
-            .join(Membership, Membership.user_id == User.id)
-            .join(Role, Role.id == Membership.role_id)
-            .join(Team, Team.id == Membership.team_id)
-            .where(Role.key == role_key, User.active.is_(True))
-        )
-        if team_key:
-            query = query.where(Team.key == team_key)
-        return sorted(set(session.scalars(query)))
-
-    return holders(task.team_key) or holders(None)
+    return directory.holders(session, role_key, task.team_key) or directory.holders(session, role_key)

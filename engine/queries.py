@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from . import clock
-from .models import CaseRecord, Membership, Role, Team, User
+from . import clock, directory
+from .models import CaseRecord, User
 
 _session: ContextVar[Session | None] = ContextVar("frontdoor_session", default=None)
 
@@ -62,16 +62,7 @@ def closed_cases_sample(days: int = 31, share: float = 0.1, minimum: int = 1) ->
 
 def users_with_role(role: str, team: str | None = None) -> list[str]:
     """Usernames of active users holding ``role`` (in ``team``, if given)."""
-    query = (
-        sa.select(User.username)
-        .join(Membership, Membership.user_id == User.id)
-        .join(Role, Role.id == Membership.role_id)
-        .join(Team, Team.id == Membership.team_id)
-        .where(Role.key == role, User.active.is_(True))
-    )
-    if team:
-        query = query.where(Team.key == team)
-    return sorted(set(_current().scalars(query)))
+    return directory.holders(_current(), role, team)
 
 
 def user_details(username: str) -> dict[str, Any]:

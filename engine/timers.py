@@ -130,28 +130,27 @@ class _ClockTimer:
             return expression
         return my_task.workflow.script_engine.evaluate(my_task, expression)
 
-    def _fire_if_due(self, my_task: Any, due: datetime) -> bool:
-        if due <= clock.now():
+
+class _ClockMoment(_ClockTimer):
+    """A timer that fires once, at a moment worked out when it starts waiting."""
+
+    def has_fired(self, my_task: Any) -> bool:
+        """The moment is worked out once (from now), kept on the task, and compared with the clock."""
+        value = my_task._get_internal_data("event_value")
+        if value is None:
+            value = _value_to_instant(self._evaluate(my_task), clock.now(), self.calendar).isoformat()
+            my_task._set_internal_data(event_value=value)
+        if datetime.fromisoformat(value) <= clock.now():
             my_task._set_internal_data(event_fired=True)
         return bool(my_task._get_internal_data("event_fired", False))
 
 
-class ClockTimeDate(_ClockTimer, TimeDateEventDefinition):  # type: ignore[misc]
-    def has_fired(self, my_task: Any) -> bool:
-        value = my_task._get_internal_data("event_value")
-        if value is None:
-            value = _value_to_instant(self._evaluate(my_task), clock.now(), self.calendar).isoformat()
-            my_task._set_internal_data(event_value=value)
-        return self._fire_if_due(my_task, datetime.fromisoformat(value))
+class ClockTimeDate(_ClockMoment, TimeDateEventDefinition):  # type: ignore[misc]
+    """A timeDate: an instant (or, leniently, a duration from now)."""
 
 
-class ClockDuration(_ClockTimer, DurationTimerEventDefinition):  # type: ignore[misc]
-    def has_fired(self, my_task: Any) -> bool:
-        value = my_task._get_internal_data("event_value")
-        if value is None:
-            value = _value_to_instant(self._evaluate(my_task), clock.now(), self.calendar).isoformat()
-            my_task._set_internal_data(event_value=value)
-        return self._fire_if_due(my_task, datetime.fromisoformat(value))
+class ClockDuration(_ClockMoment, DurationTimerEventDefinition):  # type: ignore[misc]
+    """A timeDuration: a duration from now (or an instant, e.g. working_days(...))."""
 
 
 class ClockCycle(_ClockTimer, CycleTimerEventDefinition):  # type: ignore[misc]
