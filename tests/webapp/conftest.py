@@ -6,6 +6,7 @@ Every demo user's password is ``DEMO_PASSWORD``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -94,3 +95,24 @@ def as_user(app: Flask) -> Any:
         return client
 
     return make
+
+
+def client_for(app: Flask, username: str) -> FlaskClient:
+    client = app.test_client()
+    response = sign_in(client, username)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def page(client: FlaskClient, path: str, status: int = 200) -> str:
+    response = client.get(path)
+    assert response.status_code == status, (path, response.status_code)
+    return response.get_data(as_text=True)
+
+
+def text_of(html: str) -> str:
+    """The page's words, tags stripped and spaces squeezed (what a reader sees)."""
+    words = re.sub(r"<[^>]+>", " ", html)
+    for entity, char in (("&#39;", "'"), ("&#x27;", "'"), ("&quot;", '"'), ("&amp;", "&")):
+        words = words.replace(entity, char)
+    return re.sub(r"\s+", " ", words)

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from flask.testing import FlaskClient
 
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.models import AuditEvent, CaseRecord
 from engine.seed import run_seed
-from tests.webapp.conftest import engine_of_app, sign_in
-
-
-def client_for(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    response = sign_in(client, username)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
-def page(client: FlaskClient, path: str, status: int = 200) -> str:
-    response = client.get(path)
-    assert response.status_code == status, (path, response.status_code)
-    return response.get_data(as_text=True)
-
-
-def text_of(html: str) -> str:
-    """The page's words, tags stripped and spaces squeezed (what a reader sees)."""
-    words = re.sub(r"<[^>]+>", " ", html)
-    for entity, char in (("&#39;", "'"), ("&#x27;", "'"), ("&quot;", '"'), ("&amp;", "&")):
-        words = words.replace(entity, char)
-    return re.sub(r"\s+", " ", words)
+from tests.webapp.conftest import client_for, engine_of_app, page, text_of
 
 
 def views_of(engine: Engine, reference: str) -> list[tuple[str, dict[str, Any]]]:

@@ -11,36 +11,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from flask.testing import FlaskClient
 
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.seed import run_seed
-from tests.webapp.conftest import engine_of_app, sign_in
+from tests.webapp.conftest import client_for, engine_of_app, page, text_of
 from web import charts, reports
 
 PAGES = ["/manage/escalations", "/manage/caseloads", "/manage/timeliness", "/manage/feedback"]
 DEMO_CASES = Path(__file__).resolve().parents[2] / "processes" / "demo" / "cases.json"
-
-
-def client_for(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    response = sign_in(client, username)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
-def page(client: FlaskClient, path: str, status: int = 200) -> str:
-    response = client.get(path)
-    assert response.status_code == status, (path, response.status_code)
-    return response.get_data(as_text=True)
-
-
-def text_of(html: str) -> str:
-    words = re.sub(r"<[^>]+>", " ", html)
-    for entity, char in (("&#39;", "'"), ("&quot;", '"'), ("&amp;", "&")):
-        words = words.replace(entity, char)
-    return re.sub(r"\s+", " ", words)
 
 
 def fire_due_timers(engine: Engine) -> int:
