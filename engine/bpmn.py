@@ -1,14 +1,17 @@
-"""Reading BPMN safely and turning it into SpiffWorkflow specs.
+"""Reading BPMN safely and turning it into SpiffWorkflow specs (stage 1 of validation).
 
 Every file is parsed here with a hardened lxml parser (no DTD, no entities, no
 network, a size limit) before SpiffWorkflow sees it; SpiffWorkflow only ever
 receives an already-parsed tree.  Every problem becomes a :class:`Finding` that
-names the file, the element and what to change.
+names the file, the element and what to change.  What a well-formed diagram
+needs to *run* (stage 2) and the council's rules (stage 3) are in
+:mod:`engine.validation`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,6 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from .errors import DefinitionError, Finding
-from .expressions import ForbiddenExpression, check_source
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 MAX_BPMN_BYTES = 5 * 1024 * 1024
@@ -84,66 +86,68 @@ class ParsedProcess:
     # (element id, element name, form file) for every task that names a form.
     forms: list[tuple[str, str | None, str]] = field(default_factory=list)
 
+    # The <process> element, its SpiffWorkflow spec and those of its embedded subprocesses.
+    element: Any = None
+    spec: Any = None
+    subprocess_specs: dict[str, Any] = field(default_factory=dict)
+
     @property
     def called_keys(self) -> set[str]:
         return set(self.calls)
-
-
-def _finding_from_spiff(exc: Exception, filename: str) -> Finding:
-    if isinstance(exc, ValidationException):
-        line = exc.line_number if isinstance(exc.line_number, int) else None
-        message = str(exc.args[0]) if exc.args else str(exc)
-        return Finding(_explain(message), exc.file_name or filename, exc.id or None, exc.name or None, line)
-    task_spec = getattr(exc, "task_spec", None)
-    if task_spec is not None:
-        return Finding(
-            _explain(str(exc)),
-            filename,
-            getattr(task_spec, "bpmn_id", None) or task_spec.name,
-            getattr(task_spec, "bpmn_name", None),
-        )
-    return Finding(_explain(str(exc)), filename)
-
-
-def _explain(message: str) -> str:
-    """Add the fix to the few messages that do not say it."""
-    message = message.strip()
-    if "schema" in message.lower() or "Element '" in message:
-        return f"{message} (the file does not follow the BPMN 2.0 schema at this element)"
-    return message
 
 
 def new_parser() -> SpiffBpmnParser:
     return SpiffBpmnParser(validator=VALIDATOR)
 
 
-def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
-    """Validate a set of files deployed together; return each executable process in them.
+def load_files(files: list[tuple[str, bytes]]) -> tuple[list[ParsedProcess], list[Finding]]:
+    """Stage 1: safe parse, the BPMN 2.0 schema, and what SpiffWorkflow needs to build a spec.
 
-    All-or-nothing: any finding in any file raises :class:`DefinitionError` with
-    every finding collected, and nothing is returned.
+    Returns every executable process in the files and every finding; a process whose file
+    has a finding has no spec.  Never raises for a bad file.
     """
     findings: list[Finding] = []
     parser = new_parser()
     processes: list[ParsedProcess] = []
+    roots: dict[str, etree._Element] = {}
     for filename, content in files:
         try:
             root = parse_xml(content, filename)
         except DefinitionError as exc:
             findings.extend(exc.findings)
             continue
+        roots[filename] = root
         try:
             parser.add_bpmn_xml(root, filename)
-        except (ValidationException, SpiffWorkflowException) as exc:
-            findings.append(_finding_from_spiff(exc, filename))
+        except Exception as exc:
+            findings.append(finding_from_spiff(exc, filename, root))
             continue
-        findings.extend(_unread_gateway_properties(root, filename))
         digest = hashlib.sha256(content).hexdigest()
-        executable = [
-            p for p in root.iterfind(f"{{{BPMN_NS}}}process") if p.get("isExecutable", "true") != "false"
-        ]
-        if not executable:
-            findings.append(Finding('the file has no executable process (isExecutable="true")', filename))
+        every = list(root.iterfind(f"{{{BPMN_NS}}}process"))
+        executable = [p for p in every if p.get("isExecutable", "true") != "false"]
+        if not every:
+            findings.append(
+                Finding(
+                    "the file holds no process, only a collaboration or other definitions; "
+                    "add a pool with its process to deploy it",
+                    filename,
+                    root.get("id"),
+                    root.get("name"),
+                )
+            )
+        elif not executable:
+            for process in every:
+                findings.append(
+                    Finding(
+                        'the process is marked not executable (isExecutable="false"): it can be viewed and '
+                        'edited but not deployed; set isExecutable="true" (in the modeler: the pool\'s '
+                        '"Executable" box) once every step has what it needs to run',
+                        filename,
+                        process.get("id"),
+                        process.get("name"),
+                        _line(process),
+                    )
+                )
         for process in executable:
             calls: dict[str, list[tuple[str, str | None]]] = {}
             for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
@@ -159,93 +163,126 @@ def read_process_files(files: list[tuple[str, bytes]]) -> list[ParsedProcess]:
                     content=content,
                     sha256=digest,
                     calls=calls,
+                    element=process,
                 )
             )
-    if findings:
-        raise DefinitionError(findings)
+    # Specs for the files that read cleanly, so their own problems are reported alongside.
+    unreadable = {f.file for f in findings}
     for process in processes:
+        if process.filename in unreadable:
+            continue
         try:
-            spec = parser.get_spec(process.key)
+            process.spec = parser.get_spec(process.key)
             # Embedded subprocesses; call activities to other files are checked by the caller,
             # which knows what is already deployed.
             found = parser.get_subprocess_specs(process.key, require_call_activity_specs=False)
-            subprocesses = {k: v for k, v in found.items() if v is not None}
-        except (ValidationException, SpiffWorkflowException) as exc:
-            findings.append(_finding_from_spiff(exc, process.filename))
-            continue
-        findings.extend(check_executable(spec, process.filename))
-        for task_spec in [spec, *subprocesses.values()]:
-            for inner in getattr(task_spec, "task_specs", {}).values():
-                props = (getattr(inner, "extensions", None) or {}).get("properties") or {}
-                for prop in ("formJsonSchemaFilename", "formUiSchemaFilename"):
-                    if props.get(prop):
-                        process.forms.append((inner.bpmn_id or inner.name, inner.bpmn_name, props[prop]))
-    if findings:
-        raise DefinitionError(findings)
-    return processes
+            process.subprocess_specs = {k: v for k, v in found.items() if v is not None}
+        except Exception as exc:
+            findings.append(finding_from_spiff(exc, process.filename, roots.get(process.filename)))
+    return processes, findings
+
+
+def _line(element: Any) -> int | None:
+    line = getattr(element, "sourceline", None)
+    return line if isinstance(line, int) else None
+
+
+def _by_id(root: etree._Element | None, element_id: str | None) -> etree._Element | None:
+    if root is None or not element_id:
+        return None
+    return next((e for e in root.iter() if isinstance(e.tag, str) and e.get("id") == element_id), None)
+
+
+def _by_name(root: etree._Element | None, localname: str, name: str) -> etree._Element | None:
+    if root is None:
+        return None
+    wanted = " ".join(name.split())
+    return next(
+        (
+            e
+            for e in root.iter(f"{{{BPMN_NS}}}{localname}")
+            if " ".join((e.get("name") or "").split()) == wanted
+        ),
+        None,
+    )
+
+
+# SpiffWorkflow's messages, in words a process owner can act on: (pattern, message, how to find the
+# element when SpiffWorkflow does not say which one it means).
+_TRANSLATIONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"Data Store with name (?P<name>.*) has no implementation", re.S),
+        "the data store is not connected to anything Frontdoor can read or write; remove it (and its "
+        "data associations) or keep the diagram for viewing only",
+    ),
+    (
+        re.compile(r"A Service Task must have an operator"),
+        "the service task names no adapter, so Frontdoor cannot run it; choose an adapter for it "
+        "(spiffworkflow:serviceTaskOperator), or make it a user task or a script task",
+    ),
+    (
+        re.compile(r"Cannot resolve data(Input|Output)Association"),
+        "a data association of this task points at a data object that is not defined in the same "
+        "process; connect it to a data object of this process or remove it",
+    ),
+    (
+        re.compile(r"Exactly one start event is required in a SubWorkflow Task; found (?P<n>\d+)"),
+        "a sub-process needs exactly one start event inside it; add one (or remove the extra ones)",
+    ),
+    (
+        re.compile(r"A multiinstance task must specify a cardinality or a loop input data reference"),
+        "the activity repeats (multi-instance) but says neither how many times (loop cardinality) nor "
+        "over which collection (input data); set one of them, or make it a single activity",
+    ),
+    (
+        re.compile(r"No start event found|Could not find a start event", re.I),
+        "the process has no start event; add one",
+    ),
+]
+
+
+def finding_from_spiff(exc: BaseException, filename: str, root: etree._Element | None = None) -> Finding:
+    """A finding from whatever SpiffWorkflow (or lxml) raised while reading the diagram."""
+    if isinstance(exc, ValidationException):
+        raw = str(exc.args[0]) if exc.args else str(exc)
+        element_id, element_name = exc.id or None, exc.name or None
+        line = exc.line_number if isinstance(exc.line_number, int) else None
+        file = exc.file_name or filename
+    else:
+        raw = str(exc) or type(exc).__name__
+        task_spec = getattr(exc, "task_spec", None)
+        element_id = (
+            (getattr(task_spec, "bpmn_id", None) or getattr(task_spec, "name", None)) if task_spec else None
+        )
+        element_name = getattr(task_spec, "bpmn_name", None) if task_spec else None
+        line, file = None, filename
+        if not isinstance(exc, SpiffWorkflowException):
+            raw = f"the diagram could not be read ({type(exc).__name__}: {raw})"
+    message = _explain(raw)
+    for pattern, better in _TRANSLATIONS:
+        match = pattern.search(raw)
+        if match:
+            message = better
+            named = match.groupdict().get("name")
+            if named and not element_id:
+                found = _by_name(root, "dataStore", named)
+                if found is None:
+                    found = _by_name(root, "dataStoreReference", named)
+                if found is not None:
+                    element_id, element_name, line = found.get("id"), found.get("name"), _line(found)
+            break
+    if line is None:
+        line = _line(_by_id(root, element_id))
+    return Finding(message, file, element_id, element_name, line)
+
+
+def _explain(message: str) -> str:
+    """Add the fix to the few messages that do not say it."""
+    message = " ".join(message.split())
+    if "schema" in message.lower() or "Element '" in message:
+        return f"{message} (the file does not follow the BPMN 2.0 schema at this element; correct it there)"
+    return message
 
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 GATEWAYS = ("exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway")
-
-
-def _unread_gateway_properties(root: etree._Element, filename: str) -> list[Finding]:
-    """SpiffWorkflow reads no extension properties on gateways: say so rather than ignore them."""
-    findings = []
-    for tag in GATEWAYS:
-        for gateway in root.iter(f"{{{BPMN_NS}}}{tag}"):
-            if next(gateway.iter(f"{{{SPIFF_NS}}}property"), None) is not None:
-                findings.append(
-                    Finding(
-                        "properties on a gateway are never applied; move them to the task or event "
-                        "before or after it",
-                        filename,
-                        gateway.get("id"),
-                        gateway.get("name"),
-                    )
-                )
-    return findings
-
-
-def check_executable(spec: Any, filename: str) -> list[Finding]:
-    """Catch what SpiffWorkflow would only discover when a case reaches the element."""
-    findings: list[Finding] = []
-    for task_spec in spec.task_specs.values():
-        for condition, _target in getattr(task_spec, "cond_task_specs", None) or []:
-            expression = condition.args[0] if condition is not None and condition.args else None
-            if isinstance(expression, str):
-                problem = _syntax_problem(expression, "eval")
-                if problem:
-                    findings.append(
-                        Finding(
-                            f"the condition {expression!r} is not a valid expression: {problem}",
-                            filename,
-                            getattr(task_spec, "bpmn_id", None),
-                            getattr(task_spec, "bpmn_name", None),
-                        )
-                    )
-        for attribute in ("script", "prescript", "postscript"):
-            script = getattr(task_spec, attribute, None)
-            if isinstance(script, str) and script.strip():
-                problem = _syntax_problem(script, "exec")
-                if problem:
-                    findings.append(
-                        Finding(
-                            f"the {attribute} does not parse: {problem}",
-                            filename,
-                            getattr(task_spec, "bpmn_id", None),
-                            getattr(task_spec, "bpmn_name", None),
-                        )
-                    )
-    return findings
-
-
-def _syntax_problem(source: str, mode: str) -> str | None:
-    """Why the restricted evaluator would refuse ``source``, or None if it accepts it."""
-    try:
-        check_source(source, mode)
-    except SyntaxError as exc:
-        return f"{exc.msg} (line {exc.lineno}, column {exc.offset}); correct the Python syntax"
-    except ForbiddenExpression as exc:
-        return f"{exc}; diagrams may only compute with the process data and the registered functions"
-    return None

@@ -12,10 +12,11 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy.orm import Session
 
-from .bpmn import new_parser, parse_xml, read_process_files
+from .bpmn import new_parser, parse_xml
 from .errors import DefinitionError, Finding, NotFound
 from .models import ProcessDefinition
 from .runtime import SpecBundle
+from .validation import ValidationContext, check_files
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,23 @@ def deploy(
     deployed_by: str,
     now: Any,
     form_exists: Callable[[str], bool] | None = None,
+    context: ValidationContext | None = None,
 ) -> list[DeployResult]:
-    """Validate the files together and record a new version of every process whose file changed."""
-    processes = read_process_files(files)
+    """Validate the files together and record a new version of every process whose file changed.
+
+    Validation is :func:`engine.validation.check_files` (the same findings ``frontdoor validate``
+    prints and the editor shows), plus what only the database knows: that every process a
+    call activity names is deployed or among these files.
+    """
+    if context is None:
+        context = ValidationContext(form_exists=form_exists)
+    checked = check_files(files, context)
+    if checked.findings:
+        raise DefinitionError(checked.findings)
+    processes = checked.processes
     deploying = {p.key for p in processes}
     findings = []
     for process in processes:
-        for element, name, form in process.forms:
-            if form_exists is not None and not form_exists(form):
-                findings.append(
-                    Finding(
-                        f"names the form {form}, which is not in processes/forms/; add it or fix the name",
-                        process.filename,
-                        element,
-                        name,
-                    )
-                )
         for called in sorted(process.called_keys - deploying):
             if latest(session, called) is None:
                 for element, name in process.calls[called]:

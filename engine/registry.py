@@ -30,6 +30,9 @@ class Registry:
         # Where form schemas are looked for after processes/forms/ (tests add their own).
         self.form_dirs = [self.root / "forms", *(extra_form_dirs or [])]
         self.functions: dict[str, Callable[..., Any]] = {}
+        # Service-task adapters by the operator name a diagram's service task gives
+        # (spiffworkflow:serviceTaskOperator); adapters register theirs at start-up.
+        self.service_tasks: dict[str, Callable[..., Any]] = {}
         self._forms: dict[str, dict[str, Any]] = {}
 
     def register_function(self, name: str, function: Callable[..., Any]) -> None:
@@ -37,6 +40,22 @@ class Registry:
         if not name.isidentifier() or name.startswith("_"):
             raise ValueError(f"{name!r} cannot be called from a diagram: use a plain identifier")
         self.functions[name] = function
+
+    def register_service_task(self, name: str, handler: Callable[..., Any]) -> None:
+        """Let a diagram's service task call ``handler`` (keyword arguments in, JSON-able data out)."""
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ValueError(f"{name!r} cannot name a service task: use letters, digits, '_', '-' or '.'")
+        self.service_tasks[name] = handler
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The council's rules every diagram must keep (``processes/rules.json``; none if absent)."""
+        document = self.read_json_optional("rules.json")
+        if document is None:
+            return []
+        rules = document.get("rules") if isinstance(document, dict) else None
+        if not isinstance(rules, list):
+            raise ValueError(f'{self.root / "rules.json"}: expected an object with a list of "rules"')
+        return rules
 
     def bpmn_files(self) -> list[Path]:
         """The diagrams ``frontdoor init`` deploys: everything except ``variants/`` (deployed by choice)."""

@@ -16,8 +16,11 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
+from engine import clock, definitions
 from engine.core import Engine
+from engine.errors import DefinitionError
 from engine.models import AuditEvent, CaseFact, CaseRecord, StatutoryClock, Task
+from engine.validation import ValidationContext
 from tests.scenario.harness import LONDON, Council
 from tests.scenario.test_referral import (
     FEEDBACK,
@@ -302,7 +305,19 @@ def test_the_check_catches_a_diagram_that_starts_the_enquiry_alone(
     enquiry_with_plan(ticking, "GOOD")
     assert enquiries_without_assessment(ticking.engine) == []
 
-    [result] = ticking.engine.deploy([("section47_broken.bpmn", broken_section47(kind))], "olive.owner")
+    files = [("section47_broken.bpmn", broken_section47(kind))]
+    if kind == "enquiry starts alone":
+        # The safeguarding rules refuse this diagram at deploy, naming the step...
+        with pytest.raises(DefinitionError) as refused:
+            ticking.engine.deploy(files, "olive.owner")
+        assert "begin_enquiry_and_assessment" in str(refused.value)
+        # ...and the run-time check must still catch it if it got in some other way.
+        with ticking.engine.db.transaction() as session:
+            [result] = definitions.deploy(
+                session, files, "olive.owner", clock.now(), context=ValidationContext()
+            )
+    else:
+        [result] = ticking.engine.deploy(files, "olive.owner")
     assert result.key == "section47" and result.created
     ticking.advance(hours=1)
     to_strategy_discussion(ticking, "BROKEN")

@@ -36,6 +36,7 @@ SETUP_BPMN = b"""<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:endEvent id="closed">
       <bpmn:extensionElements><spiffworkflow:properties>
         <spiffworkflow:property name="case.close" value="close_reason" />
+        <spiffworkflow:property name="closesWithoutLetters" value="Test set-up: closes a case directly." />
         <spiffworkflow:property name="record.closure_date" value="today()" />
         <spiffworkflow:property name="record.closure_reason" value="close_reason" />
       </spiffworkflow:properties></bpmn:extensionElements>
