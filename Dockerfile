@@ -28,8 +28,10 @@ RUN pip install .
 # --- The image that runs ------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm
 # libpq is not needed (psycopg[binary] bundles it); tini reaps children and forwards signals.
+# WeasyPrint (letters as PDF) needs Pango and HarfBuzz's subsetter, and a font to set text in.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin frontdoor \
  && mkdir -p /app/instance && chown frontdoor /app/instance

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -36,3 +38,34 @@ class OutboxNotifier:
                 status="pending",
             )
         )
+
+
+@dataclass(frozen=True)
+class LetterRequest:
+    """What a letter task asks to be written: for one case, to one recipient, from one template.
+
+    ``data`` is what the task's ``letter.data`` expression gave, evaluated in that instance's own
+    data (one child's: siblings' records are other instances), or the task's own answers.
+    """
+
+    template: str
+    recipient: str
+    data: dict[str, Any]
+    case_reference: str | None
+    subject_name: str | None
+    written_at: datetime
+    written_by: str
+    written_by_name: str
+    worker_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedLetter:
+    pdf: bytes
+    title: str
+
+
+class LetterRenderer(Protocol):
+    def render(self, request: LetterRequest) -> RenderedLetter:
+        """Write the letter; raise ``ValueError`` (or ``OSError``) with a message naming what to fix."""
+        ...

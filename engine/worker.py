@@ -15,6 +15,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,9 +40,20 @@ def _retryable(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001")
 
 
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work the worker runs beside the timers, every ``every``: the command line passes these in
+    (adapters' jobs, such as sending the outbox's e-mail), so the engine imports no adapter."""
+
+    name: str
+    run: Callable[[], object]
+    every: timedelta = timedelta(seconds=5)
+
+
 class TimerWorker:
-    def __init__(self, engine: Engine, name: str | None = None) -> None:
+    def __init__(self, engine: Engine, name: str | None = None, jobs: Sequence[PeriodicJob] = ()) -> None:
         self.engine = engine
+        self.jobs = list(jobs)
         self.name = name or f"worker@{socket.gethostname()}:{os.getpid()}"
         self.fired = 0
         self._lock = threading.Lock()  # one drain at a time within this process
@@ -76,6 +89,21 @@ class TimerWorker:
         except Exception:  # the loop must outlive a bad moment (database restart, ...)
             log.exception("timer tick failed; retrying at the next tick")
 
+    def run_jobs(self) -> None:
+        """Run every extra job once (``worker --once``)."""
+        for job in self.jobs:
+            self._guarded(job)()
+
+    @staticmethod
+    def _guarded(job: PeriodicJob) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job.run()
+            except Exception:  # like the tick: one bad moment must not stop the worker
+                log.exception("%s failed; trying again in %s", job.name, job.every)
+
+        return run
+
     def _schedule_precise(self) -> None:
         if self._scheduler is None:
             return
@@ -101,6 +129,16 @@ class TimerWorker:
             max_instances=1,
             coalesce=True,
         )
+
+        for job in self.jobs:
+            scheduler.add_job(
+                self._guarded(job),
+                IntervalTrigger(seconds=job.every.total_seconds()),
+                id=f"job:{job.name}",
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+            )
 
         def stop(_signum: int, _frame: Any) -> None:
             log.info("stopping after the timer in hand")
