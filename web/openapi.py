@@ -310,6 +310,32 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "EscalationPage": _page("Escalation", "escalated open tasks, highest level first"),
+    "ReferralChild": {
+        "type": "object",
+        "description": "What became of one child named in the referral.",
+        "required": ["name", "outcome", "case_references", "url"],
+        "properties": {
+            "name": _STRING,
+            "outcome": {
+                "enum": ["case_opened", "delivered_to_open_case"],
+                "description": "case_opened: a new contact (case) for the child; delivered_to_open_case: the "
+                "child already had an open case, and the referral went to it as new information.",
+            },
+            "case_references": {"type": "array", "minItems": 1, "items": _STRING},
+            "url": {"type": "string", "format": "uri-reference", "description": "The (first) case."},
+        },
+    },
+    "ReferralReceipt": {
+        "type": "object",
+        "description": "The answer to a referral; sent again, unchanged, to a retry with its reference.",
+        "required": ["sender", "sender_reference", "received_at", "children"],
+        "properties": {
+            "sender": {"type": "string", "description": "The agency of the token that sent it."},
+            "sender_reference": _STRING,
+            "received_at": _INSTANT,
+            "children": {"type": "array", "minItems": 1, "items": _ref("ReferralChild")},
+        },
+    },
 }
 
 PARAMETERS: dict[str, dict[str, Any]] = {
@@ -401,6 +427,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
 }
 
 
+def _form_ref_name(form_key: str) -> str:
+    return f"form.{form_key.removesuffix('.schema.json').removesuffix('.json')}"
+
+
 def _ok(schema: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
@@ -424,6 +454,7 @@ def _params(*names: str) -> list[dict[str, str]]:
 
 
 CONTACT_BODY = "__contact_start_form__"  # filled in by build_document from the deployed process
+REFERRAL_FORM = "partner-referral.schema.json"  # processes/forms/: what POST /api/referrals takes
 
 # path -> method -> operation.  web.api registers exactly these routes (tests compare with url_map).
 OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
@@ -472,6 +503,38 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                     "InvalidData",
                     "ProcessError",
                 ),
+            },
+        }
+    },
+    f"{PREFIX}/referrals": {
+        "post": {
+            "operationId": "receiveReferral",
+            "summary": "Send a referral (partner agencies)",
+            "description": "For police, health and school systems, with a token made for their agency "
+            "(`frontdoor tokens create NAME --user USERNAME --sender police|health|school`). Each child "
+            "named gets a contact of their own, linked to the others; a child whose case is already open "
+            "(same name and date of birth) gets the referral on that case instead, as new information for "
+            "the allocated worker. Idempotent on (agency, sender_reference): a retry gets the first answer "
+            "again (200) and changes nothing; the same reference with a different body is a conflict. "
+            "All or nothing.",
+            "tags": ["referrals"],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(_form_ref_name(REFERRAL_FORM))}},
+            },
+            "responses": {
+                "201": {
+                    "description": "Received: what became of each child. Location is the first child's case.",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": _ref("ReferralReceipt")}},
+                },
+                "200": _ok("ReferralReceipt", "Already received with this reference: the first answer."),
+                "400": {
+                    "description": "Not JSON, or the referral does not fit the schema; 'errors' puts each "
+                    "problem beside its field. Nothing was recorded.",
+                    "content": _PROBLEM_CONTENT,
+                },
+                **_errors("Forbidden", "Conflict", "UnsupportedMediaType", "ProcessError"),
             },
         }
     },
@@ -610,7 +673,10 @@ def build_document(engine: Engine, contact_process: str) -> dict[str, Any]:
             },
         },
         "security": [{"bearer": []}],
-        "tags": [{"name": t} for t in ("contacts", "tasks", "cases", "escalations", "processes", "meta")],
+        "tags": [
+            {"name": t}
+            for t in ("contacts", "referrals", "tasks", "cases", "escalations", "processes", "meta")
+        ],
     }
 
 

@@ -5,13 +5,15 @@ leaked one).  It is shown once, when it is made; the database keeps only its sha
 enough for a high-entropy secret (no salt or slow hash needed: there is nothing to guess).
 A token acts as one user, with exactly that user's access; revoking it refuses it at once.
 
-``frontdoor tokens create NAME --user USERNAME`` / ``frontdoor tokens revoke NAME`` /
-``frontdoor tokens list``.
+``frontdoor tokens create NAME --user USERNAME [--sender AGENCY]`` / ``frontdoor tokens revoke NAME`` /
+``frontdoor tokens list``.  A partner system's token is bound to its sender (``police``,
+``health``, ``school``): it may send referrals only as that sender, and its references are its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +31,7 @@ from engine.models import ApiToken, User
 PREFIX = "fdt_"
 # last_used_at is written at most this often per token: a busy client costs one write a minute.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+SENDER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def new_token() -> str:
@@ -39,11 +42,17 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(db: Database, name: str, username: str, actor: str = "cli") -> str:
+def create_token(
+    db: Database, name: str, username: str, actor: str = "cli", sender: str | None = None
+) -> str:
     """Make a token called ``name`` acting as ``username``; the token itself is returned, once."""
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidData("give the token a name of 1 to 100 characters, e.g. the system that will use it")
+    if sender is not None and not SENDER.match(sender):
+        raise InvalidData(
+            f"the sender {sender!r} must be a short lower-case name such as police, health or school"
+        )
     token = new_token()
     with db.transaction() as session:
         user = session.scalar(sa.select(User).where(User.username == username))
@@ -52,10 +61,11 @@ def create_token(db: Database, name: str, username: str, actor: str = "cli") -> 
         if session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)) is not None:
             raise Conflict(f"there is already a token called {name!r}; revoke it or choose another name")
         now = clock.now()
-        session.add(ApiToken(name=name, token_hash=hash_token(token), user_id=user.id, created_at=now))
-        audit.append(
-            session, [PendingEvent(actor, "api_token.created", data={"name": name, "user": username})], now
+        session.add(
+            ApiToken(name=name, token_hash=hash_token(token), user_id=user.id, created_at=now, sender=sender)
         )
+        event = {"name": name, "user": username, **({"sender": sender} if sender else {})}
+        audit.append(session, [PendingEvent(actor, "api_token.created", data=event)], now)
     return token
 
 
@@ -76,6 +86,7 @@ class TokenUser:
     token_id: int
     token_name: str
     user_id: int
+    sender: str | None = None  # the partner agency a partner system's token speaks for
 
 
 def verify(db: Database, token: str) -> TokenUser | None:
@@ -84,7 +95,7 @@ def verify(db: Database, token: str) -> TokenUser | None:
         return None
     with db.read() as session:
         row = session.execute(
-            sa.select(ApiToken.id, ApiToken.name, ApiToken.user_id, ApiToken.last_used_at)
+            sa.select(ApiToken.id, ApiToken.name, ApiToken.user_id, ApiToken.last_used_at, ApiToken.sender)
             .join(User, User.id == ApiToken.user_id)
             .where(
                 ApiToken.token_hash == hash_token(token),
@@ -97,7 +108,7 @@ def verify(db: Database, token: str) -> TokenUser | None:
     now = clock.now()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         _touch(db, row.id, now)
-    return TokenUser(row.id, row.name, row.user_id)
+    return TokenUser(row.id, row.name, row.user_id, row.sender)
 
 
 def _touch(db: Database, token_id: int, now: datetime) -> None:
@@ -123,11 +134,17 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.argument("name")
 @click.option("--user", "username", required=True, help="The user the token acts as.")
+@click.option(
+    "--sender",
+    default=None,
+    help="For a partner agency's system: the sender it speaks for (police, health, school). "
+    "Needed to send referrals to POST /api/referrals.",
+)
 @click.pass_context
 @user_errors
-def create_command(ctx: click.Context, name: str, username: str) -> None:
+def create_command(ctx: click.Context, name: str, username: str, sender: str | None) -> None:
     """Make a token called NAME; it is printed once and cannot be shown again."""
-    token = create_token(_engine(ctx).db, name, username)
+    token = create_token(_engine(ctx).db, name, username, sender=sender)
     click.echo(token)
     click.echo(
         f"token {name!r} acts as {username}; keep it secret: only its hash is stored, it cannot be shown "
@@ -154,14 +171,22 @@ def list_command(ctx: click.Context) -> None:
     with _engine(ctx).db.read() as session:
         rows = session.execute(
             sa.select(
-                ApiToken.name, User.username, ApiToken.created_at, ApiToken.last_used_at, ApiToken.revoked
+                ApiToken.name,
+                User.username,
+                ApiToken.created_at,
+                ApiToken.last_used_at,
+                ApiToken.revoked,
+                ApiToken.sender,
             )
             .join(User, User.id == ApiToken.user_id)
             .order_by(ApiToken.name)
         ).all()
     if not rows:
         click.echo("no tokens")
-    for name, username, created, used, revoked in rows:
+    for name, username, created, used, revoked, sender in rows:
         last = used.isoformat(timespec="minutes") if used else "never used"
         state = "revoked" if revoked else "active"
-        click.echo(f"{name:<24} {username:<16} {state:<8} created {created:%Y-%m-%d}  last used {last}")
+        speaks_for = f"  sender {sender}" if sender else ""
+        click.echo(
+            f"{name:<24} {username:<16} {state:<8} created {created:%Y-%m-%d}  last used {last}{speaks_for}"
+        )
