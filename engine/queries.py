@@ -8,9 +8,10 @@ never workflow state.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import clock, directory
-from .models import CaseRecord, User
+from .models import CaseFact, CaseRecord, Team, User
 
 _session: ContextVar[Session | None] = ContextVar("frontdoor_session", default=None)
 
@@ -79,3 +80,56 @@ def query_functions() -> dict[str, Callable[..., Any]]:
         "users_with_role": users_with_role,
         "user_details": user_details,
     }
+
+
+# -- reads for reports and returns (a session of the caller's own; no workflow state) ----------------
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """A case row with every ``record.*`` fact it holds, by name."""
+
+    case_id: int
+    reference: str
+    subject_name: str | None
+    team_key: str | None
+    worker: str | None
+    status: str
+    facts: dict[str, Any]
+
+
+def cases_with_facts(session: Session, any_of: Sequence[str]) -> list[CaseFacts]:
+    """Every case holding at least one of the facts ``any_of``, with all its facts, oldest case first.
+
+    Two indexed queries whatever the number of cases: the cases, then their facts.
+    """
+    rows = session.execute(
+        sa.select(
+            CaseRecord.id,
+            CaseRecord.reference,
+            CaseRecord.subject_name,
+            CaseRecord.team_key,
+            CaseRecord.worker,
+            CaseRecord.status,
+        )
+        .where(
+            CaseRecord.id.in_(sa.select(CaseFact.case_id).where(CaseFact.name.in_(list(any_of))).distinct())
+        )
+        .order_by(CaseRecord.id)
+    ).all()
+    facts: dict[int, dict[str, Any]] = {row.id: {} for row in rows}
+    if facts:
+        for case_id, name, value in session.execute(
+            sa.select(CaseFact.case_id, CaseFact.name, CaseFact.value).where(
+                CaseFact.case_id.in_(list(facts))
+            )
+        ):
+            facts[case_id][name] = value
+    return [CaseFacts(*row, facts=facts[row.id]) for row in rows]
+
+
+def display_names(session: Session) -> tuple[dict[str, str], dict[str, str]]:
+    """Team names by key and users' display names by username (for lists people read)."""
+    teams = dict(session.execute(sa.select(Team.key, Team.name)).tuples().all())
+    users = dict(session.execute(sa.select(User.username, User.display_name)).tuples().all())
+    return teams, users
