@@ -23,7 +23,8 @@ person signed in through POST /sign-in, the API with a token from ``web.tokens.c
 - the team queue GET /teams/<team>/queue as a manager (mash), a practitioner (assessment) and a
   police partner (mash), plain and with ?due=overdue and ?child=<surname>;
 - My tasks GET /tasks/mine as sara.social (300 open tasks), plain and with ?due=overdue;
-- GET /api/tasks?team=... (as a practitioner and as a manager) and GET /api/tasks?user=sara.social.
+- GET /api/tasks?team=... (as a practitioner and as a manager), GET /api/tasks?user=sara.social and
+  GET /api/escalations as the MASH manager.
 
 Each ``--requests`` times (200; ``--quick`` 60) after 5 warm-up requests, cut short after
 REQUEST_BUDGET_S seconds (never fewer than 20; the number taken is printed): wall clock p50 / p95.
@@ -38,12 +39,18 @@ Target: p95 <= 20 ms.  ``Engine.tasks(team=)`` / ``Engine.tasks(user=)`` (the CL
 not the pages') are timed beside them for reference.
 
 Plans: EXPLAIN QUERY PLAN (SQLite) / EXPLAIN (ANALYZE, BUFFERS) (PostgreSQL) of each distinct
-task-table statement: whether it uses ix_task_team_open / ix_task_assignee_open, sorts, or scans.
+task-table statement: which index it uses (the partial indexes of the open tasks of migration 0002:
+ix_task_team_due_open, ix_task_assignee_due_open, ix_task_offered, ix_task_escalated; ix_task_case),
+whether it sorts, or scans.
 
 What if: other query shapes and indexes timed on the same store (indexes made in the bench's own
-database and dropped again): UNION ALL per status, capped counts, the partner's two reads, the
-API's order, the child filter in two reads, partial indexes on the open tasks, pg_trgm.  This is
-where the recommendations come from; ``--no-whatif`` skips it.
+database and dropped again, unless the schema has them already): the earlier shapes (bound statuses,
+one sort), UNION ALL per status, capped counts, the partner's two reads, the API's order, the child
+filter in two reads, partial indexes on the open tasks, pg_trgm.  This is where the recommendations
+came from (web/queues.py, web/api.py and migration 0002 follow them); ``--no-whatif`` skips it.
+
+The machine: a fixed pure-Python loop is timed at the start and the end (beside the load average),
+so that a run on a busy machine can be told from a slow page.
 
 Where the time goes: for the first missed scenario of each kind (``--max-profiles``), the
 request's slowest statements, statements run more than once, and a cProfile (own time, and the
@@ -146,9 +153,23 @@ def budget(count: int, seconds: float, minimum: int = 20) -> Iterator[int]:
 
 def load_average() -> str:
     try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (CPUs: {os.cpu_count()})"
+        average = " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (CPUs: {os.cpu_count()})"
     except OSError:
-        return "unknown"
+        average = "unknown"
+    return f"{average}; reference loop {reference_loop_ms():.0f} ms"
+
+
+def reference_loop_ms() -> float:
+    """A million additions in pure Python, best of three: about 30-60 ms on an idle machine of today;
+    several times that when other processes share the CPUs, and every figure here with it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -642,6 +663,7 @@ def scenarios() -> list[Scenario]:
         Scenario("API tasks?team=assessment (practitioner)", ME, "/api/tasks?team=assessment", "api"),
         Scenario("API tasks?team=mash (manager)", "mo.manager", "/api/tasks?team=mash", "api"),
         Scenario(f"API tasks?user={ME}", ME, f"/api/tasks?user={ME}", "api"),
+        Scenario("API escalations (manager: mash)", "mo.manager", "/api/escalations", "api"),
     ]
 
 
@@ -808,7 +830,17 @@ def explain(engine: Any, statement: str, parameters: Any) -> list[str]:
 
 def plan_summary(lines: list[str], postgres: bool) -> tuple[str, list[str]]:
     text = "\n".join(lines)
-    used = [ix for ix in ("ix_task_team_open", "ix_task_assignee_open", "ix_task_case") if ix in text]
+    known = (
+        "ix_task_team_due_open",
+        "ix_task_assignee_due_open",
+        "ix_task_offered",
+        "ix_task_escalated",
+        "ix_task_team_open",
+        "ix_task_assignee_open",
+        "ix_task_case",
+        "_trgm",
+    )
+    used = [ix for ix in known if ix in text]
     flags = []
     if postgres:
         if re.search(r"^\s*(->\s*)?(Incremental )?Sort\b", text, re.MULTILINE):
@@ -1129,14 +1161,14 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
     today_page = sa.select(Task.id).where(*mash, Task.status.in_(open_), Task.due_at.is_not(None))
     print("  1. The page's first read (ids of the first 200 by due date):")
     run(
-        "mash, manager: today's shape (status IN (?, ?) ORDER BY due_at)",
+        "mash, manager: earlier shape (status IN (?, ?) ORDER BY due_at)",
         ids(today_page.order_by(Task.due_at).limit(200)),
     )
     run("mash, manager: UNION ALL of one ordered branch per status", ids(by_status(mash, 200)))
     today_practitioner = sa.select(Task.id).where(
         *assessment, Task.status.in_(open_), Task.due_at.is_not(None)
     )
-    run("assessment, practitioner: today's shape", ids(today_practitioner.order_by(Task.due_at).limit(200)))
+    run("assessment, practitioner: earlier shape", ids(today_practitioner.order_by(Task.due_at).limit(200)))
     run("assessment, practitioner: UNION ALL per status", ids(by_status(assessment, 200)))
     run(
         "assessment, practitioner: UNION ALL, case LEFT JOINed (no EXISTS)",
@@ -1163,7 +1195,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         )
     ]
     run(
-        "today's shape: OR filter on the team index, ORDER BY due_at",
+        "earlier shape: OR filter on the team index, ORDER BY due_at",
         ids(
             sa.select(Task.id)
             .where(*mash, *partner, Task.status.in_(open_), Task.due_at.is_not(None))
@@ -1210,7 +1242,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
     )
     run(
-        "today's shape: ORDER BY due_at IS NULL, due_at, created_at, id",
+        "earlier shape: ORDER BY due_at IS NULL, due_at, created_at, id",
         lambda c: c.execute(
             api_rows.where(*mash, Task.status.in_(open_))
             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
@@ -1233,7 +1265,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         )
     )
     run(
-        "today: ids with case_id IN (lower(..) LIKE subquery), ORDER BY due_at",
+        "earlier: ids with case_id IN (lower(..) LIKE subquery), ORDER BY due_at",
         ids(
             sa.select(Task.id)
             .where(*mash, Task.status.in_(open_), Task.case_id.in_(today_match), Task.due_at.is_not(None))
@@ -1242,7 +1274,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         ),
     )
     run(
-        "today: its count up to 1,001",
+        "earlier: its count up to 1,001",
         lambda c: c.execute(
             sa.select(sa.func.count()).select_from(
                 sa.select(Task.id)
@@ -1284,16 +1316,28 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         lambda c: c.execute(match).all(),
     )
 
-    print("  6. With partial indexes on the open tasks (made here, dropped after; an engine migration):")
+    existing = {ix["name"] for ix in sa.inspect(engine.db.engine).get_indexes("task")}
+    in_schema = "ix_task_team_due_open" in existing
+    print(
+        "  6. With partial indexes on the open tasks "
+        + ("(in the schema: migration 0002):" if in_schema else "(made here, dropped after):")
+    )
     made: list[str] = []
-    statements = [
-        ("bench_ix_task_team_due_open", "task (team_key, due_at) WHERE status IN ('ready', 'claimed')"),
-        ("bench_ix_task_assignee_due_open", "task (assignee, due_at) WHERE status IN ('ready', 'claimed')"),
-        (
-            "bench_ix_task_offered",
-            "task (team_key, role_key, due_at) WHERE status = 'ready' AND assignee IS NULL",
-        ),
-    ]
+    statements = (
+        []
+        if in_schema
+        else [
+            ("bench_ix_task_team_due_open", "task (team_key, due_at) WHERE status IN ('ready', 'claimed')"),
+            (
+                "bench_ix_task_assignee_due_open",
+                "task (assignee, due_at) WHERE status IN ('ready', 'claimed')",
+            ),
+            (
+                "bench_ix_task_offered",
+                "task (team_key, role_key, due_at) WHERE status = 'ready' AND assignee IS NULL",
+            ),
+        ]
+    )
     try:
         with engine.db.engine.begin() as connection:
             for name, definition in statements:
@@ -1304,7 +1348,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
         for name, definition in statements:
             print(f"     CREATE INDEX {name} ON {definition}")
         run(
-            "mash, manager: today's shape, statuses as bound parameters",
+            "mash, manager: earlier shape, statuses as bound parameters",
             ids(today_page.order_by(Task.due_at).limit(200)),
         )
         literal_page = sa.select(Task.id).where(
@@ -1348,12 +1392,18 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
                 connection.exec_driver_sql(f"DROP INDEX {name}")
 
     if postgres:
-        print("  7. The child filter with trigram indexes (pg_trgm; made here, dropped after):")
+        trigram = {ix["name"] for ix in sa.inspect(engine.db.engine).get_indexes("case_record")}
+        in_schema = "ix_case_record_subject_name_trgm" in trigram
+        print(
+            "  7. The child filter with trigram indexes (pg_trgm; "
+            + ("in the schema: migration 0002):" if in_schema else "made here, dropped after):")
+        )
         made = []
         try:
             with engine.db.engine.begin() as connection:
-                connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-                for column in ("subject_name", "reference"):
+                if not in_schema:
+                    connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                for column in () if in_schema else ("subject_name", "reference"):
                     connection.exec_driver_sql(
                         f"CREATE INDEX bench_trgm_{column} ON case_record "
                         f"USING gin (lower({column}) gin_trgm_ops)"
@@ -1361,7 +1411,7 @@ def what_if(bench: Bench, args: argparse.Namespace) -> None:
                     made.append(f"bench_trgm_{column}")
                 connection.exec_driver_sql("ANALYZE case_record")
             run(
-                "today's shape (one statement with the subquery)",
+                "earlier shape (one statement with the subquery)",
                 ids(
                     sa.select(Task.id)
                     .where(

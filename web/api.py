@@ -38,6 +38,7 @@ from engine.projection import OPEN_STATUSES
 
 from . import access, openapi, tokens
 from .auth import Person, load_person
+from .queues import open_tasks
 
 bp = Blueprint("api", __name__, url_prefix=openapi.PREFIX)
 
@@ -490,20 +491,52 @@ def list_tasks() -> Response:
     person = _person()
     args = _query(f"{openapi.PREFIX}/tasks")
     engine = _engine()
-    query = _TASK_ROWS.where(Task.status.in_(OPEN_STATUSES), _visible(person))
+    conditions: list[Any] = [open_tasks()]
     if args["user"] is not None:
-        query = query.where(Task.assignee == args["user"])
+        conditions.append(Task.assignee == args["user"])
     if args["team"] is not None:
-        query = query.where(Task.team_key == args["team"])
+        conditions.append(Task.team_key == args["team"])
     if args["case"] is not None:
-        query = query.where(CaseRecord.reference == args["case"])
+        case_id = sa.select(CaseRecord.id).where(CaseRecord.reference == args["case"]).scalar_subquery()
+        conditions.append(Task.case_id == case_id)
     if args["due"] is not None:
-        query = query.where(*engine.due_filter(args["due"]))
+        conditions.extend(engine.due_filter(args["due"]))
+    managed = access.managed_teams(person)
+    if "*" not in managed and (args["team"] is None or args["team"] not in managed):
+        conditions.append(_visible(person))  # a team's manager sees all of it: no condition to check
     limit, offset = args["limit"], args["offset"]
-    rows = _task_rows(query.order_by(*_TASK_ORDER).limit(limit + 1).offset(offset))
+    with engine.db.read() as session:
+        ids = _ordered_ids(session, conditions, offset + limit + 1, undated=args["due"] is None)
+        window = ids[offset:]
+        found = {
+            task.id: (task, case, revision)
+            for task, case, revision in session.execute(_TASK_ROWS.where(Task.id.in_(window)))
+        }
+    rows = [found[i] for i in window if i in found]
     due = _DueWords(engine)
     items = [_task_json(t, c, r, due) for t, c, r in rows[:limit] if access.can_view_task(person, t, c)]
     return _ok(_page(items, limit, offset, len(rows) > limit))
+
+
+def _ordered_ids(session: Any, conditions: list[Any], count: int, undated: bool = True) -> list[str]:
+    """The first ``count`` task ids matching ``conditions`` in the queues' order: dated by due date,
+    then undated by creation.  Ids alone, from ranges of the due-ordered partial indexes of the open
+    tasks that LIMIT stops (the case LEFT JOINed for the access conditions); the rows after, by id."""
+    base = sa.select(Task.id).select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+    ids = list(
+        session.scalars(
+            base.where(*conditions, Task.due_at.is_not(None))
+            .order_by(Task.due_at, Task.created_at, Task.id)
+            .limit(count)
+        )
+    )
+    if len(ids) < count and undated:
+        ids += session.scalars(
+            base.where(*conditions, Task.due_at.is_(None))
+            .order_by(Task.created_at, Task.id)
+            .limit(count - len(ids))
+        )
+    return ids
 
 
 @bp.post("/tasks/<task_id>/claim")
@@ -620,20 +653,30 @@ def list_escalations() -> Response:
     limit, offset = args["limit"], args["offset"]
     engine = _engine()
     managed = access.managed_teams(person)
-    query = (
-        sa.select(
-            Task, CaseRecord, ProcessInstance.revision, User.username, User.display_name, User.employment
-        )
-        .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
-        .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
-        .outerjoin(User, User.username == Task.assignee)
-        .where(Task.status.in_(OPEN_STATUSES), Task.escalation_level > 0)
-    )
-    if "*" not in managed:
-        query = query.where(Task.team_key.in_(sorted(managed)))
-    query = query.order_by(Task.escalation_level.desc(), *_TASK_ORDER).limit(limit + 1).offset(offset)
+    # The escalated open tasks, highest level first, then as the queues order them: per level, ids
+    # from ix_task_escalated (its predicate written literally, as the planner needs it), rows by id.
+    escalated = [open_tasks(), Task.escalation_level > sa.literal(0, literal_execute=True)]
+    conditions = [*escalated] if "*" in managed else [*escalated, Task.team_key.in_(sorted(managed))]
+    count = offset + limit + 1
     with engine.db.read() as session:
-        rows = session.execute(query).all()
+        highest = sa.select(sa.func.max(Task.escalation_level)).where(*escalated)
+        level = session.scalar(highest)
+        ids: list[str] = []
+        while level and len(ids) < count:  # each level present: one seek, then one range
+            ids += _ordered_ids(session, [*conditions, Task.escalation_level == level], count - len(ids))
+            level = session.scalar(highest.where(Task.escalation_level < level))
+        window = ids[offset:]
+        query = (
+            sa.select(
+                Task, CaseRecord, ProcessInstance.revision, User.username, User.display_name, User.employment
+            )
+            .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
+            .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+            .outerjoin(User, User.username == Task.assignee)
+            .where(Task.id.in_(window))
+        )
+        found = {row[0].id: row for row in session.execute(query)}
+    rows = [found[i] for i in window if i in found]
     due = _DueWords(engine)
     calendar = engine.calendar
     ladder = engine.services.ladder
@@ -664,3 +707,7 @@ def list_escalations() -> Response:
             }
         )
     return _ok(_page(items, limit, offset, len(rows) > limit))
+
+
+# POST /api/referrals (partner agencies' systems) is defined in web.referrals, on this blueprint.
+from . import referrals as _referrals  # noqa: E402, F401

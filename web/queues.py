@@ -1,15 +1,20 @@
 """Work queues: "My tasks" and each team's queue; claiming, releasing and assigning tasks.
 
-The queues are read with SQL from the task projection joined to case_record (the indexes on
-task (assignee, status, due_at) and (team_key, status, due_at) serve them); every change is an
-engine command (claim, unclaim, assign), whose refusals are shown to the person in words.
+The queues are read with SQL from the task projection alone, on the partial indexes of the open
+tasks (migration 0002: (team_key, due_at), (assignee, due_at), and the unclaimed ones by
+(team_key, role_key, due_at)), so that a page is one index range in due order that stops after
+LIMIT rows, then those rows with their case and holder.  Everything a page reads is read in one
+read transaction.  Every change is an engine command (claim, unclaim, assign), whose refusals are
+shown to the person in words.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from flask import (
@@ -18,6 +23,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
@@ -25,6 +31,8 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 
 from engine import clock
 from engine.errors import FrontdoorError, NotFound
@@ -32,13 +40,33 @@ from engine.models import CaseLink, CaseRecord, Membership, ProcessDefinition, R
 
 from . import access, engine_of
 from .auth import Person, person
+from .queue_rows import assign_form, queue_row
 
 bp = Blueprint("queues", __name__)
+bp.add_app_template_global(queue_row, "queue_row")
+bp.add_app_template_global(assign_form, "assign_form")
 
 OPEN_STATUSES = ("ready", "claimed")
 LIMIT = 200
 COUNT_CAP = 1000
+# The child filter reads the matching cases' ids first, then their tasks by ix_task_case; past this
+# many matches (a filter of one or two letters) it filters the queue's own index range instead.
+CHILD_CASES_MAX = 5000
 DUE_WORDS = {"overdue": "Overdue", "today": "Due today", "soon": "Due soon (within 2 working days)"}
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+def open_tasks() -> Any:
+    """``status IN ('ready', 'claimed')`` with the values in the SQL text, not bound: the partial
+    indexes' own predicate, which SQLite's planner recognises only when it is written the same."""
+    return Task.status.in_(
+        sa.bindparam("open_statuses", list(OPEN_STATUSES), expanding=True, literal_execute=True)
+    )
+
+
+def waiting_tasks() -> list[Any]:
+    """Unclaimed open tasks, written as ix_task_offered's predicate (literal, as for open_tasks)."""
+    return [Task.status == sa.literal("ready", literal_execute=True), Task.assignee.is_(None)]
 
 
 # ------------------------------------------------------------------ due dates in words
@@ -57,21 +85,28 @@ class Due:
         return f"fd-due--{self.state}" if self.state in ("overdue", "today", "soon") else ""
 
 
-def long_date(moment: datetime) -> str:
+def long_date(moment: datetime | date) -> str:
     return f"{moment:%A} {moment.day} {moment:%B %Y}"
 
 
 class DueClock:
-    """Says how a due instant stands against now, in the council's working days (one per page)."""
+    """Says how a due instant stands against now, in the council's working days (one per page).
+
+    The working days between two dates and each date's words are worked out once per date: a page
+    of 200 tasks has 200 due instants but only a few dozen dates.
+    """
 
     def __init__(self) -> None:
         engine = engine_of(current_app)
         self.calendar = engine.calendar
+        self.tz = self.calendar.timezone
         self.now = clock.now()
-        self.today = self.now.astimezone(self.calendar.timezone).date()
+        self.today = self.now.astimezone(self.tz).date()
         self.end_of_today = engine.due_window("today")[1]
         self.soon_before = engine.due_window("soon")[1]
         self._seen: dict[datetime | None, Due] = {}
+        self._dates: dict[date, str] = {}
+        self._between: dict[tuple[date, date], int] = {}
 
     def __call__(self, due_at: datetime | None) -> Due:
         known = self._seen.get(due_at)
@@ -79,23 +114,36 @@ class DueClock:
             known = self._seen[due_at] = self._words(due_at)
         return known
 
+    def _long_date(self, day: date) -> str:
+        text = self._dates.get(day)
+        if text is None:
+            text = self._dates[day] = long_date(day)
+        return text
+
+    def _working_days(self, start: date, end: date) -> int:
+        key = (start, end)
+        days = self._between.get(key)
+        if days is None:
+            days = self._between[key] = self.calendar.working_days_between(start, end)
+        return days
+
     def _words(self, due_at: datetime | None) -> Due:
         if due_at is None:
             return Due("No due date", "none")
-        local = due_at.astimezone(self.calendar.timezone)
-        when = {"date_text": long_date(local), "time_text": f"{local:%H:%M}", "iso": due_at.isoformat()}
+        local = due_at.astimezone(self.tz)
         day = local.date()
+        when = {"date_text": self._long_date(day), "time_text": f"{local:%H:%M}", "iso": due_at.isoformat()}
         if due_at < self.now:
             if day == self.today:
                 return Due(f"Overdue since {local:%H:%M} today", "overdue", **when)
-            late = self.calendar.working_days_between(day, self.today)
+            late = self._working_days(day, self.today)
             if late <= 0:
                 days = (self.today - day).days
                 return Due(f"Overdue by {days} day{'s' if days != 1 else ''}", "overdue", **when)
             return Due(f"Overdue by {late} working day{'s' if late != 1 else ''}", "overdue", **when)
         if due_at < self.end_of_today:
             return Due("Due today", "today", **when)
-        ahead = self.calendar.working_days_between(self.today, day)
+        ahead = self._working_days(self.today, day)
         state = "soon" if due_at < self.soon_before else "later"
         if ahead <= 0:
             days = (day - self.today).days
@@ -150,9 +198,11 @@ class Row:
     case_url: str | None = None
     can_claim: bool = False
     can_release: bool = False
-    assign_options: list[tuple[str, str]] | None = None  # (username, label); None: no Assign control
+    can_assign: bool = False  # the engine would let this person assign it: an Assign control
+    assign_options: list[tuple[str, str]] | None = None  # (username, label), once asked for
     siblings: list[str] = field(default_factory=list)
     url: str = ""
+    about: str = ""  # "Rate the urgency for Amy Walker": what each action's button is about
 
     def action_url(self, action: str) -> str:
         """``/tasks/<id>/claim`` and the like (built here: url_for 600 times a page is slow)."""
@@ -163,6 +213,38 @@ class Row:
 class Section:
     rows: list[Row]
     heading: str | None = None  # "Siblings: Ben Walker (DEMO-002), Cara Walker (DEMO-003)"
+
+
+@dataclass
+class Page:
+    """What every row's forms share: built once a page."""
+
+    view: str
+    team: str | None
+    here: str
+    partner: bool
+    username: str
+    token: str = ""
+    path: str = ""  # the page's path, without the filters
+    filters: dict[str, str] = field(default_factory=dict)  # the filters in force, as query arguments
+
+    @cached_property
+    def filter_fields(self) -> Markup:
+        """The filters in force as hidden fields: a row's Assign control asks for the same page again."""
+        return Markup("").join(
+            Markup('<input type="hidden" name="{}" value="{}">').format(name, value)
+            for name, value in self.filters.items()
+        )
+
+    @cached_property
+    def hidden(self) -> Markup:
+        """The hidden fields of every row's forms (read once the token is set)."""
+        fields = [("csrf_token", self.token), ("next", self.here), ("view", self.view)]
+        if self.team:
+            fields.append(("team", self.team))
+        return Markup("").join(
+            Markup('<input type="hidden" name="{}" value="{}">').format(name, value) for name, value in fields
+        )
 
 
 _ROW_COLUMNS = (
@@ -196,24 +278,58 @@ def _select_rows(conditions: list[Any]) -> sa.Select[Any]:
     )
 
 
-def _filter_conditions(filters: Filters) -> list[Any]:
-    """SQL conditions for the filters (on the task table alone: no join, so the due-date index
-    still gives the order)."""
+@dataclass
+class Arm:
+    """One indexed read of a queue: the tasks matching ``conditions`` (on the task table, and on its
+    case, LEFT JOINed, if ``case``).  A queue is one arm, or two (a partner's: offered and own)."""
+
+    conditions: list[Any]
+    case: bool = False
+
+    def select(self, *conditions: Any, columns: tuple[Any, ...] = ()) -> sa.Select[Any]:
+        query = sa.select(*(columns or (Task.id, Task.due_at, Task.created_at)))
+        if self.case:
+            query = query.select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+        return query.where(*self.conditions, *conditions)
+
+    def of_cases(self, case_ids: list[int], *conditions: Any) -> sa.Select[Any]:
+        """The arm's open tasks of these cases, read by ix_task_case: the arm's own conditions are
+        wrapped in coalesce() so that no planner (SQLite's has no statistics) walks the arm's index
+        instead, whose range may be thousands of rows where these cases have a few tasks each."""
+        query = sa.select(Task.id, Task.due_at, Task.created_at)
+        if self.case:  # the same cases named on the join, so that PostgreSQL reads only those
+            joined = sa.and_(CaseRecord.id == Task.case_id, CaseRecord.id.in_(case_ids))
+            query = query.select_from(Task).outerjoin(CaseRecord, joined)
+        hidden = sa.func.coalesce(sa.and_(*self.conditions, *conditions), sa.false(), type_=sa.Boolean)
+        return query.where(Task.case_id.in_(case_ids), open_tasks(), hidden)
+
+
+def page_query(arm: Arm | list[Any], *conditions: Any) -> sa.Select[Any]:
+    """The first LIMIT dated tasks of an arm, soonest due first: one range of a due-ordered index."""
+    arm = arm if isinstance(arm, Arm) else Arm(arm)
+    return arm.select(*conditions, Task.due_at.is_not(None)).order_by(Task.due_at).limit(LIMIT)
+
+
+def _filter_conditions(engine: Any, filters: Filters) -> list[Any]:
+    """SQL conditions for the step and due filters (on the task table alone: the index keeps the order)."""
     conditions: list[Any] = []
     if filters.step:
         conditions.append(Task.element_id == filters.step)
     if filters.due:
-        conditions.extend(engine_of(current_app).due_filter(filters.due))
-    if filters.child:
-        needle = filters.child.lower()
-        matching = sa.select(CaseRecord.id).where(
-            sa.or_(
-                sa.func.lower(CaseRecord.reference).contains(needle, autoescape=True),
-                sa.func.lower(CaseRecord.subject_name).contains(needle, autoescape=True),
-            )
-        )
-        conditions.append(Task.case_id.in_(matching))
+        conditions.extend(engine.due_filter(filters.due))
     return conditions
+
+
+def _case_match(session: Any, needle: str) -> sa.Select[Any]:
+    """Cases whose child's name or reference contains ``needle``, ignoring case."""
+    if session.get_bind().dialect.name == "postgresql":  # served by the pg_trgm indexes, where there are
+        needle = needle.lower()
+        reference, name = sa.func.lower(CaseRecord.reference), sa.func.lower(CaseRecord.subject_name)
+    else:  # SQLite's LIKE ignores ASCII case already (and its lower() folds only ASCII: the same answer)
+        reference, name = CaseRecord.reference, CaseRecord.subject_name
+    return sa.select(CaseRecord.id).where(
+        sa.or_(reference.contains(needle, autoescape=True), name.contains(needle, autoescape=True))
+    )
 
 
 @dataclass
@@ -225,61 +341,79 @@ class Queue:
     capped: bool = False  # more than ``total`` (counting stopped there)
 
 
-def page_query(conditions: list[Any]) -> sa.Select[Any]:
-    """The ids of the first LIMIT dated tasks, in the order the (…, status, due_at) index keeps."""
-    return sa.select(Task.id).where(*conditions, Task.due_at.is_not(None)).order_by(Task.due_at).limit(LIMIT)
+def _sort_key(r: Any) -> tuple[Any, ...]:
+    return (r.due_at is None, r.due_at or _FAR, r.created_at, r.id)
 
 
-def read_queue(base: list[Any], filters: Filters, view: str, team: str | None, exact: bool) -> Queue:
-    """The first LIMIT open tasks matching ``base`` and the filters, soonest due first, grouped.
-
-    Two reads, so that the (…, status, due_at) indexes give the order and LIMIT stops the scan:
-    the ids in due order from the task table alone (then the undated ones, if there is room),
-    then those few rows with their case and assignee.  ``exact``: the conditions are all on
-    indexed columns, so the total is counted; otherwise it is counted up to COUNT_CAP.
-    """
+def page_ids(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[str], int, bool]:
+    """The ids of the first LIMIT tasks of the arms (soonest due first, undated last), the total and
+    whether it is capped (counted only up to COUNT_CAP)."""
     engine = engine_of(current_app)
-    conditions = [*base, *_filter_conditions(filters)]
-    exact = exact and not (filters.step or filters.child)
-    with engine.db.read() as session:
-        page = session.execute(page_query(conditions)).all()
-        if len(page) < LIMIT:
-            page += session.execute(
-                sa.select(Task.id)
-                .where(*conditions, Task.due_at.is_(None))
-                .order_by(Task.created_at)
-                .limit(LIMIT - len(page))
+    extra = _filter_conditions(engine, filters)
+    if filters.child:
+        match = _case_match(session, filters.child)
+        cases = list(session.scalars(match.limit(CHILD_CASES_MAX + 1)))
+        if len(cases) <= CHILD_CASES_MAX:
+            return _child_page(session, arms, extra, cases)
+        extra.append(Task.case_id.in_(match))
+    page: list[Any] = []
+    for arm in arms:
+        page += session.execute(page_query(arm, *extra)).all()
+    page = sorted(page, key=_sort_key)[:LIMIT]
+    if len(page) < LIMIT and not filters.due:  # room for the undated ones (a due filter has none)
+        room = LIMIT - len(page)
+        undated: list[Any] = []
+        for arm in arms:
+            undated += session.execute(
+                arm.select(*extra, Task.due_at.is_(None)).order_by(Task.created_at).limit(room)
             ).all()
-        ids = [r.id for r in page]
-        found = session.execute(_select_rows([Task.id.in_(ids)])).all() if ids else []
-        total, capped = len(ids), False
-        if len(ids) == LIMIT:
-            counted = sa.select(Task.id).where(*conditions)
-            if not exact:
-                counted = counted.limit(COUNT_CAP + 1)
-            total = session.scalar(sa.select(sa.func.count()).select_from(counted.subquery())) or 0
-            capped = total > COUNT_CAP and not exact
-        links = _sibling_links(session, {r.case_id for r in found if r.case_id is not None})
-        names = _names(session)
-        holders = _holders(session, team) if view == "team" and _manages(team) else None
-    far = datetime.max.replace(tzinfo=UTC)
-    found.sort(key=lambda r: (r.due_at or far, r.created_at, r.id))
-    due, case_links = DueClock(), CaseLinks()
-    rows = [_row(r, due, names, holders, case_links) for r in found]
-    return Queue(_group(rows, links), len(rows), COUNT_CAP if capped else total, [], capped)
+        page += sorted(undated, key=_sort_key)[:room]
+    ids = [r.id for r in page]
+    if len(ids) < LIMIT:  # every arm was read to its end: the page is the whole queue
+        return ids, len(ids), False
+    total = 0
+    for arm in arms:  # counted up to COUNT_CAP: "more than 1,000" is all a person needs to know
+        # SELECT 1, not the id (which no index holds): the index alone answers, no row is read.
+        counted = arm.select(*extra, columns=(sa.literal_column("1"),)).limit(COUNT_CAP + 1).subquery()
+        total += session.scalar(sa.select(sa.func.count()).select_from(counted)) or 0
+    return ids, min(total, COUNT_CAP), total > COUNT_CAP
+
+
+def _child_page(
+    session: Any, arms: list[Arm], extra: list[Any], cases: list[int]
+) -> tuple[list[str], int, bool]:
+    """The queue's tasks of the given cases, all of them (a few per case): read by ix_task_case."""
+    if not cases:
+        return [], 0, False
+    found: dict[str, Any] = {}
+    for arm in arms:
+        found.update((r.id, r) for r in session.execute(arm.of_cases(cases, *extra)))
+    ordered = sorted(found.values(), key=_sort_key)
+    return [r.id for r in ordered[:LIMIT]], len(ordered), False
+
+
+def read_queue(session: Any, arms: list[Arm], filters: Filters, page: Page) -> Queue:
+    """The first LIMIT open tasks of the arms, matching the filters, soonest due first, grouped."""
+    ids, total, capped = page_ids(session, arms, filters)
+    found = session.execute(_select_rows([Task.id.in_(ids)])).all() if ids else []
+    # A partner sees the tasks offered to them, never that two children are siblings: no grouping.
+    cases = set() if page.partner else {r.case_id for r in found if r.case_id is not None}
+    links = _sibling_links(session, cases)
+    names = _names(session)
+    found.sort(key=_sort_key)
+    build = RowBuilder(names, page)
+    rows = [build(r) for r in found]
+    return Queue(_group(rows, links), len(rows), total, [], capped)
 
 
 def _sibling_links(session: Any, case_ids: set[int]) -> list[tuple[int, int]]:
     if len(case_ids) < 2:
         return []
-    return [
-        (a, b)
-        for a, b in session.execute(
-            sa.select(CaseLink.case_id, CaseLink.linked_case_id).where(
-                CaseLink.case_id.in_(case_ids), CaseLink.linked_case_id.in_(case_ids)
-            )
-        )
-    ]
+    # One IN list, the other end kept in Python: two make SQLite probe every pair (40,000 for a page).
+    links = session.execute(
+        sa.select(CaseLink.case_id, CaseLink.linked_case_id).where(CaseLink.case_id.in_(case_ids))
+    )
+    return [(a, b) for a, b in links if b in case_ids]
 
 
 @dataclass
@@ -290,12 +424,8 @@ class _Names:
 
 
 def _names(session: Any) -> _Names:
-    # Few rows (one a deployed version); the newest version's name wins.
-    versions = sa.select(ProcessDefinition.key, ProcessDefinition.name).order_by(
-        ProcessDefinition.key, ProcessDefinition.version
-    )
     return _Names(
-        processes={k: n for k, n in session.execute(versions) if n},
+        processes=_deployed(session)[1],
         roles=dict(session.execute(sa.select(Role.key, Role.name)).all()),
         teams=dict(session.execute(sa.select(Team.key, Team.name)).all()),
     )
@@ -323,71 +453,106 @@ def _manages(team: str | None) -> bool:
     return team is not None and ("*" in managed or team in managed)
 
 
-class CaseLinks:
-    """Links to the case pages the person may open (access decided once per kind of case, not per row)."""
+class RowBuilder:
+    """Rows of a queue: what is the same for every row (the person, their rights, the URL shapes,
+    the due-date words of each date) is worked out once a page, not once a row."""
 
-    def __init__(self) -> None:
-        self.enabled = "cases.show" in current_app.view_functions
+    def __init__(self, names: _Names, page: Page | None) -> None:
+        self.names = names
         self.me = person()
+        self.page = page
+        self.due = DueClock()
+        self.offered = set(self.me.memberships)
+        self.my_roles = self.me.roles
+        ladder = engine_of(current_app).services.ladder
+        self.ladder = {str(level): (step or {}).get("label") for level, step in ladder.items()}
         self.task_url = url_for("tasks.show", task_id="__task__")
-        self._allowed: dict[tuple[str | None, str | None], bool] = {}
+        self.case_url = (
+            url_for("cases.show", reference="__ref__") if "cases.show" in current_app.view_functions else None
+        )
+        self._case_allowed: dict[tuple[str | None, bool], bool] = {}
+        self._assign_allowed: dict[str | None, bool] = {}
+        # The team view's Assign control asks the queue page again for one row's form.
+        self.team_view = page is not None and page.view == "team"  # Assign is offered in team queues
 
-    def __call__(self, row: Any) -> str | None:
-        if row.case_id is None or not self.enabled:
-            return None
-        key = (row.case_team, row.worker)
-        allowed = self._allowed.get(key)
+    def may_view_case(
+        self, case_id: int, reference: str | None, team: str | None, worker: str | None
+    ) -> bool:
+        # can_view_case reads the case's team and whether it is allocated to this person: one answer
+        # per (team, theirs or not), not one a row.
+        mine = worker == self.me.username
+        key = (team, mine)
+        allowed = self._case_allowed.get(key)
         if allowed is None:
-            case = CaseRecord(
-                id=row.case_id, reference=row.reference, team_key=row.case_team, worker=row.worker
-            )
-            allowed = self._allowed[key] = access.can_view_case(self.me, case)
-        return url_for("cases.show", reference=row.reference) if allowed else None
+            case = CaseRecord(id=case_id, reference=reference, team_key=team, worker=worker)
+            allowed = self._case_allowed[key] = access.can_view_case(self.me, case)
+        return allowed
 
+    def may_assign(self, team: str | None) -> bool:
+        allowed = self._assign_allowed.get(team)
+        if allowed is None:
+            allowed = self._assign_allowed[team] = access.can_assign(self.me, team)
+        return allowed
 
-def _row(
-    r: Any,
-    due: DueClock,
-    names: _Names,
-    holders: dict[str, list[tuple[str, str]]] | None,
-    links: CaseLinks,
-) -> Row:
-    me = links.me
-    offered = r.assignee is None and r.status == "ready" and _offered(me, r.team_key, r.role_key)
-    return Row(
-        id=r.id,
-        name=r.name,
-        element_id=r.element_id,
-        process=names.processes.get(r.process_key, r.process_key.replace("_", " ").capitalize()),
-        role=names.roles.get(r.role_key or "", r.role_key or ""),
-        team_key=r.team_key,
-        role_key=r.role_key,
-        assignee=r.assignee,
-        assignee_name=r.assignee_name or r.assignee,
-        status=r.status,
-        escalation_level=r.escalation_level or 0,
-        escalation_label=_ladder().get(str(r.escalation_level or 0), {}).get("label"),
-        due=due(r.due_at),
-        case_id=r.case_id,
-        reference=r.reference,
-        child_name=r.subject_name,
-        case_url=links(r),
-        url=links.task_url.replace("__task__", r.id),
-        can_claim=offered,
-        can_release=r.assignee == me.username,
-        assign_options=None if holders is None else holders.get(r.role_key or "", []),
-    )
-
-
-def _ladder() -> dict[str, Any]:
-    ladder: dict[str, Any] = engine_of(current_app).services.ladder
-    return ladder
-
-
-def _offered(me: Person, team: str | None, role: str | None) -> bool:
-    if role is None:
-        return False
-    return (team, role) in set(me.memberships) or (team is None and role in me.roles)
+    def __call__(self, r: Any) -> Row:
+        (
+            task_id,
+            name,
+            element_id,
+            process_key,
+            role_key,
+            team_key,
+            assignee,
+            status,
+            due_at,
+            level,
+            case_id,
+            _created_at,
+            reference,
+            child_name,
+            case_team,
+            worker,
+            assignee_name,
+        ) = r  # one unpacking of the row: faster than 20 lookups by name, 200 times a page
+        offered = (
+            assignee is None
+            and status == "ready"
+            and role_key is not None
+            and ((team_key, role_key) in self.offered or (team_key is None and role_key in self.my_roles))
+        )
+        case_url = None
+        if (
+            case_id is not None
+            and self.case_url is not None
+            and self.may_view_case(case_id, reference, case_team, worker)
+        ):
+            case_url = self.case_url.replace("__ref__", quote(reference or "", safe=""))
+        level = level or 0
+        can_assign = self.team_view and self.may_assign(team_key)
+        return Row(
+            id=task_id,
+            name=name,
+            element_id=element_id,
+            process=self.names.processes.get(process_key) or process_key.replace("_", " ").capitalize(),
+            role=self.names.roles.get(role_key or "", role_key or ""),
+            team_key=team_key,
+            role_key=role_key,
+            assignee=assignee,
+            assignee_name=assignee_name or assignee,
+            status=status,
+            escalation_level=level,
+            escalation_label=self.ladder.get(str(level)),
+            due=self.due(due_at),
+            case_id=case_id,
+            reference=reference,
+            child_name=child_name,
+            case_url=case_url,
+            url=self.task_url.replace("__task__", task_id),
+            can_claim=offered,
+            can_release=assignee == self.me.username,
+            can_assign=can_assign,
+            about=name + (" for " + child_name if child_name else ""),
+        )
 
 
 def _group(rows: list[Row], links: list[tuple[int, int]]) -> list[Section]:
@@ -441,32 +606,48 @@ class Step:
     role: str | None  # the role key of its lane
 
 
-def all_steps() -> list[Step]:
+def all_steps(session: Any) -> list[Step]:
     """Every user task of the newest version of each deployed process (parsed once per deployment)."""
+    return list(_deployed(session)[0])
+
+
+def _deployed(session: Any) -> tuple[list[Step], dict[str, str]]:
+    """The steps of the deployed processes and each process's name, worked out again only when a
+    new version is deployed (one cheap read a request says whether one was)."""
+    asked: tuple[list[Step], dict[str, str]] | None = g.get("fd_deployed")
+    if asked is not None:  # asked already in this request (the step filter and the row names)
+        return asked
+    newest = session.scalar(sa.select(sa.func.max(ProcessDefinition.id)))
+    cache = current_app.extensions.get("frontdoor.queue_steps")
+    if cache is None or cache[0] != newest:
+        cache = (newest, _read_steps(session), _process_names(session))
+        current_app.extensions["frontdoor.queue_steps"] = cache
+    g.fd_deployed = (cache[1], cache[2])
+    return cache[1], cache[2]
+
+
+def _process_names(session: Any) -> dict[str, str]:
+    # Few rows (one a deployed version); the newest version's name wins.
+    versions = sa.select(ProcessDefinition.key, ProcessDefinition.name).order_by(
+        ProcessDefinition.key, ProcessDefinition.version
+    )
+    return {k: n for k, n in session.execute(versions) if n}
+
+
+def _read_steps(session: Any) -> list[Step]:
     engine = engine_of(current_app)
-    with engine.db.read() as session:
-        newest = session.scalar(sa.select(sa.func.max(ProcessDefinition.id)))
-        cache = current_app.extensions.get("frontdoor.queue_steps")
-        if cache is not None and cache[0] == newest:
-            return list(cache[1])
-        latest = (
-            sa.select(sa.func.max(ProcessDefinition.id)).group_by(ProcessDefinition.key).scalar_subquery()
+    latest = sa.select(sa.func.max(ProcessDefinition.id)).group_by(ProcessDefinition.key).scalar_subquery()
+    definitions = session.execute(
+        sa.select(ProcessDefinition.key, ProcessDefinition.name, ProcessDefinition.bpmn_xml).where(
+            ProcessDefinition.id.in_(latest)
         )
-        definitions = session.execute(
-            sa.select(ProcessDefinition.key, ProcessDefinition.name, ProcessDefinition.bpmn_xml).where(
-                ProcessDefinition.id.in_(latest)
-            )
-        ).all()
-        steps: dict[str, Step] = {}
-        for key, name, xml in definitions:
-            for element_id, task_name, lane in _user_tasks(xml):
-                role = engine.roles.for_lane(session, lane)
-                steps.setdefault(
-                    element_id, Step(name or key, element_id, task_name, role.key if role else None)
-                )
-    found = sorted(steps.values(), key=lambda s: (s.process.lower(), s.name.lower()))
-    current_app.extensions["frontdoor.queue_steps"] = (newest, found)
-    return list(found)
+    ).all()
+    steps: dict[str, Step] = {}
+    for key, name, xml in definitions:
+        for element_id, task_name, lane in _user_tasks(xml):
+            role = engine.roles.for_lane(session, lane)
+            steps.setdefault(element_id, Step(name or key, element_id, task_name, role.key if role else None))
+    return sorted(steps.values(), key=lambda s: (s.process.lower(), s.name.lower()))
 
 
 def _user_tasks(xml: str) -> list[tuple[str, str, str | None]]:
@@ -489,61 +670,59 @@ def _user_tasks(xml: str) -> list[tuple[str, str, str | None]]:
     ]
 
 
-def step_options(roles: set[str] | None) -> list[tuple[str, str, str]]:
+def step_options(session: Any, roles: set[str] | None) -> list[tuple[str, str, str]]:
     """(process, element id, name) for the step filter: the steps whose lane is one of ``roles``."""
     return [
         (s.process, s.element_id, s.name)
-        for s in all_steps()
+        for s in all_steps(session)
         if roles is None or s.role is None or s.role in roles
     ]
 
 
-def team_roles(team: str) -> set[str]:
+def team_roles(session: Any, team: str) -> set[str]:
     """The roles held by the team's members (the steps its queue can hold)."""
-    with engine_of(current_app).db.read() as session:
-        return set(
-            session.scalars(
-                sa.select(Role.key)
-                .join(Membership, Membership.role_id == Role.id)
-                .join(Team, Team.id == Membership.team_id)
-                .where(Team.key == team)
-            )
+    return set(
+        session.scalars(
+            sa.select(Role.key)
+            .join(Membership, Membership.role_id == Role.id)
+            .join(Team, Team.id == Membership.team_id)
+            .where(Team.key == team)
         )
+    )
 
 
 # ------------------------------------------------------------------ who sees which queue
 
 
-def _mine_conditions(me: Person) -> list[Any]:
-    return [Task.assignee == me.username, Task.status.in_(OPEN_STATUSES)]
+def _mine_arms(me: Person) -> list[Arm]:
+    return [Arm([Task.assignee == me.username, open_tasks()])]
 
 
-def _team_conditions(me: Person, team: str) -> tuple[list[Any], bool]:
-    """A team's open tasks that the person may see (the same rule as access.can_view_task),
-    and whether the conditions are all on indexed columns of the task table."""
-    base: list[Any] = [Task.team_key == team, Task.status.in_(OPEN_STATUSES)]
+def _team_arms(me: Person, team: str) -> list[Arm]:
+    """A team's open tasks that the person may see: the same rule as access.can_view_task."""
+    base: list[Any] = [Task.team_key == team, open_tasks()]
     if _manages(team):
-        return base, True
+        return [Arm(base)]
     roles_here = sorted(role for t, role in me.memberships if t == team)
-    visible: list[Any] = [Task.assignee == me.username]
+    if access.is_partner_only(me):
+        # Two ranges, each in due order: the tasks waiting for their role here, and their own.
+        arms = [Arm([Task.assignee == me.username, open_tasks(), Task.team_key == team])]
+        if roles_here:
+            arms.append(Arm([Task.team_key == team, Task.role_key.in_(roles_here), *waiting_tasks()]))
+        return arms
+    visible: list[Any] = [Task.assignee == me.username, CaseRecord.worker == me.username]
     if roles_here:
         visible.append(sa.and_(Task.assignee.is_(None), Task.role_key.in_(roles_here)))
-    if not access.is_partner_only(me):
-        case_teams = sorted(access.case_teams(me))
-        # A correlated EXISTS, not a join: the task table's due-date index keeps the order.
-        visible.append(
-            sa.exists().where(
-                CaseRecord.id == Task.case_id,
-                sa.or_(CaseRecord.worker == me.username, CaseRecord.team_key.in_(case_teams)),
-            )
-        )
-    return [*base, sa.or_(*visible)], False
+    case_teams = sorted(access.case_teams(me))
+    if case_teams:
+        visible.append(CaseRecord.team_key.in_(case_teams))
+    # The case LEFT JOINed (a task has at most one), not an EXISTS: the team index keeps the order.
+    return [Arm([*base, sa.or_(*visible)], case=True)]
 
 
-def queue_teams(me: Person) -> list[tuple[str, str]]:
+def queue_teams(session: Any, me: Person) -> list[tuple[str, str]]:
     """(key, name) of the teams whose queue the person may open: their own, or all for the service."""
-    with engine_of(current_app).db.read() as session:
-        teams = dict(session.execute(sa.select(Team.key, Team.name).order_by(Team.name)).all())
+    teams = dict(session.execute(sa.select(Team.key, Team.name).order_by(Team.name)).all())
     if "*" in access.managed_teams(me):
         return list(teams.items())
     return [(k, n) for k, n in teams.items() if k in me.teams]
@@ -561,12 +740,14 @@ def default_team(me: Person) -> str | None:
 # ------------------------------------------------------------------ pages
 
 
+def _htmx_target() -> str | None:
+    if request.headers.get("HX-Request") != "true" or request.headers.get("HX-History-Restore-Request"):
+        return None
+    return request.headers.get("HX-Target")
+
+
 def _render_queue(template_args: dict[str, Any]) -> Response:
-    partial = (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-Target") == "queue-results"
-        and not request.headers.get("HX-History-Restore-Request")
-    )
+    partial = _htmx_target() == "queue-results"
     template = "queues/_results.html" if partial else "queues/queue.html"
     response = make_response(render_template(template, **template_args))
     response.headers["Vary"] = "HX-Request, HX-Target"
@@ -578,8 +759,14 @@ def _render_queue(template_args: dict[str, Any]) -> Response:
 def my_tasks() -> Response:
     me = person()
     filters = Filters.from_request()
-    queue = read_queue(_mine_conditions(me), filters, "mine", None, exact=True)
-    queue.steps = step_options(me.roles)
+    page = Page(
+        "mine", None, url_for("queues.my_tasks", **filters.args()), access.is_partner_only(me), me.username
+    )
+    with engine_of(current_app).db.read() as session:
+        queue = read_queue(session, _mine_arms(me), filters, page)
+        queue.steps = step_options(session, me.roles)
+        teams = queue_teams(session, me)
+    page.token = generate_csrf()
     return _render_queue(
         {
             "view": "mine",
@@ -589,10 +776,11 @@ def my_tasks() -> Response:
             "queue": queue,
             "filters": filters,
             "due_words": DUE_WORDS,
-            "teams": queue_teams(me),
+            "teams": teams,
             "default_team": default_team(me),
-            "here": url_for("queues.my_tasks", **filters.args()),
-            "partner": access.is_partner_only(me),
+            "here": page.here,
+            "partner": page.partner,
+            "page": page,
         }
     )
 
@@ -601,17 +789,32 @@ def my_tasks() -> Response:
 @login_required
 def team_queue(team: str) -> Response:
     me = person()
-    teams = queue_teams(me)
-    names = dict(teams)
-    if team not in names:
-        with engine_of(current_app).db.read() as session:
-            exists = session.scalar(sa.select(Team.id).where(Team.key == team))
-        abort(403 if exists else 404)
     filters = Filters.from_request()
-    base, exact = _team_conditions(me, team)
-    queue = read_queue(base, filters, "team", team, exact)
-    partner_roles = {role for t, role in me.memberships if t == team} if access.is_partner_only(me) else None
-    queue.steps = step_options(partner_roles if partner_roles is not None else team_roles(team))
+    path = url_for("queues.team_queue", team=team)
+    here = url_for("queues.team_queue", team=team, **filters.args())
+    page = Page(
+        "team", team, here, access.is_partner_only(me), me.username, path=path, filters=filters.args()
+    )
+    assign = request.args.get("assign", "")[:36]
+    with engine_of(current_app).db.read() as session:
+        teams = queue_teams(session, me)
+        names = dict(teams)
+        if team not in names:
+            exists = session.scalar(sa.select(Team.id).where(Team.key == team))
+            abort(403 if exists else 404)
+        arms = _team_arms(me, team)
+        if assign and _htmx_target() == f"assign-control-{assign}":
+            return _assign_form(session, arms, assign, page)
+        queue = read_queue(session, arms, filters, page)
+        partner_roles = {role for t, role in me.memberships if t == team} if page.partner else None
+        queue.steps = step_options(
+            session, partner_roles if partner_roles is not None else team_roles(session, team)
+        )
+        if assign:  # without JavaScript, the Assign link asks for the page with that row's form open
+            row = next((r for s in queue.sections for r in s.rows if r.id == assign and r.can_assign), None)
+            if row is not None:
+                row.assign_options = _holders(session, row.team_key).get(row.role_key or "", [])
+    page.token = generate_csrf()
     return _render_queue(
         {
             "view": "team",
@@ -623,10 +826,26 @@ def team_queue(team: str) -> Response:
             "due_words": DUE_WORDS,
             "teams": teams,
             "default_team": team,
-            "here": url_for("queues.team_queue", team=team, **filters.args()),
-            "partner": access.is_partner_only(me),
+            "here": page.here,
+            "partner": page.partner,
+            "page": page,
         }
     )
+
+
+def _assign_form(session: Any, arms: list[Arm], task_id: str, page: Page) -> Response:
+    """htmx: one row's Assign form, in place of its Assign link (the team's members are read only
+    when a manager asks, not for each of the 200 rows)."""
+    visible = [session.execute(arm.select(Task.id == task_id, columns=(Task.id,))).first() for arm in arms]
+    found = session.execute(_select_rows([Task.id == task_id])).first() if any(visible) else None
+    if found is None:
+        abort(404)
+    row = RowBuilder(_names(session), page)(found)
+    if not row.can_assign:
+        abort(403)
+    row.assign_options = _holders(session, row.team_key).get(row.role_key or "", [])
+    page.token = generate_csrf()
+    return make_response(render_template("queues/_assign.html", row=row, page=page))
 
 
 # ------------------------------------------------------------------ claim, release, assign
@@ -659,23 +878,18 @@ def _after_action(task: Task, ok: str | None, error: str | None, removed: bool =
     if request.headers.get("HX-Request") == "true":
         view = request.form.get("view", "mine")
         team = request.form.get("team") or None
+        me = person()
+        here = _safe_next(url_for("queues.my_tasks"))
+        page = Page(view, team, here, access.is_partner_only(me), me.username, generate_csrf())
         row = None
         if not removed:
             with engine_of(current_app).db.read() as session:
                 found = session.execute(_select_rows([Task.id == task.id])).first()
-                names = _names(session)
-                holders = _holders(session, team) if view == "team" and _manages(team) else None
-            row = _row(found, DueClock(), names, holders, CaseLinks()) if found is not None else None
-        return render_template(
-            "queues/_row_response.html",
-            row=row,
-            view=view,
-            team=team,
-            ok=ok,
-            error=error,
-            here=_safe_next(url_for("queues.my_tasks")),
-            partner=access.is_partner_only(person()),
-        )
+                if found is not None:
+                    row = RowBuilder(_names(session), page)(found)
+                    if row.can_assign:  # one row: its Assign form open, as it was when it was used
+                        row.assign_options = _holders(session, row.team_key).get(row.role_key or "", [])
+        return render_template("queues/_row_response.html", row=row, page=page, ok=ok, error=error)
     if error:
         flash(error, "error")
     elif ok:

@@ -99,7 +99,9 @@ def record_contact_about_two_siblings(page: Any, live: LiveServer) -> tuple[str,
     page.get_by_role("navigation", name="Menu").get_by_role("link", name="Record a contact").click()
     expect(page.get_by_role("heading", name="Record a contact", level=1)).to_be_visible()
 
-    page.get_by_label("When was the contact received?").fill("2024-03-06T09:30")
+    received = group(page, "When was the contact received?")
+    for label, value in (("Day", "6"), ("Month", "3"), ("Year", "2024"), ("Time", "09:30")):
+        received.get_by_label(label, exact=True).fill(value)
     referrer = group(page, "Who raised the concern?")
     referrer.get_by_label("Name", exact=True).fill("Jo Head")
     referrer.get_by_label("Organisation (optional)").fill("Hillside Primary School")

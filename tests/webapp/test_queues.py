@@ -113,9 +113,45 @@ def test_team_queue_of_a_manager_has_the_assign_control(reader: Any) -> None:
     assert {"Decide the response", "Rate the urgency", "Share what health services know"} <= set(names)
     assert "Siblings: Ben Walker (DEMO-002), Cara Walker (DEMO-003)" in html
     decide = next(r for r in rows(html) if "Decide the response" in r)
-    assert "Claim" in decide and 'name="assignee"' in decide and "Mo Manager" in decide
-    assert "Level 2" in decide and "Escalated to the team manager" in decide
+    assert "Claim" in decide and "Level 2" in decide and "Escalated to the team manager" in decide
     assert '<tbody class="govuk-table__body">' in html
+    # The Assign control asks for the team's members only when used: a button, not 200 filled selects.
+    assert 'name="assignee"' not in html
+    control = re.search(r'<form method="get" action="([^"]+)" id="(assign-control-([^"]+))"', decide)
+    assert control and ">Assign<" in decide
+    action, target, task_id = control.groups()
+    assert action == f"/teams/mash/queue#task-{task_id}"
+    assert f'<input type="hidden" name="assign" value="{task_id}">' in decide
+    # With htmx: the form alone, in place of the button, the select focused.
+    client = reader("mo.manager")
+    fragment = client.get(
+        f"/teams/mash/queue?assign={task_id}", headers={"HX-Request": "true", "HX-Target": target}
+    ).get_data(as_text=True)
+    assert fragment.lstrip().startswith("<form") and "<html" not in fragment
+    assert 'name="assignee"' in fragment and "autofocus" in fragment and "Mo Manager" in fragment
+    assert f'action="/tasks/{task_id}/assign"' in fragment
+    # Without JavaScript: the queue again (the filters kept), with that row's form open.
+    again = page(client, f"/teams/mash/queue?due=overdue&assign={task_id}")
+    opened = next(r for r in rows(again) if task_id in r)
+    assert 'name="assignee"' in opened and "Mo Manager" in opened
+    assert sum('name="assignee"' in r for r in rows(again)) == 1
+    assert '<input type="hidden" name="due" value="overdue"><input type="hidden" name="assign"' in again
+
+
+def test_the_assign_control_is_shown_only_where_the_engine_allows_it(reader: Any) -> None:
+    """The service manager sees every queue, but assigns only in their own team: no Assign elsewhere."""
+    assert 'id="assign-control-' in page(reader("tara.team"), "/teams/assessment/queue")
+    service = page(reader("sid.service"), "/teams/assessment/queue")
+    assert "Hold supervision" in task_names(service) and 'id="assign-control-' not in service
+    client = reader("sid.service")
+    found = re.search(r'id="task-([^"]+)"', rows(service)[0])
+    assert found
+    task_id = found.group(1)
+    response = client.get(
+        f"/teams/assessment/queue?assign={task_id}",
+        headers={"HX-Request": "true", "HX-Target": f"assign-control-{task_id}"},
+    )
+    assert response.status_code == 403
 
 
 def test_a_partner_sees_only_the_tasks_offered_to_them(reader: Any) -> None:
@@ -334,7 +370,7 @@ def test_manager_assigns_and_refusals_are_explained(demo_app: Flask, demo_user: 
     engine = engine_of_app(demo_app)
     lead = open_task(engine, "lead_section47", "DEMO-012")
     client = demo_user("tara.team")
-    queue = page(client, "/teams/assessment/queue")
+    queue = page(client, f"/teams/assessment/queue?assign={lead.id}")
     row = next(r for r in rows(queue) if lead.id in r)
     assert "Alex Agency (agency)" in row and "Sara Social" in row and "Ash Assistant" not in row
     token = csrf_token(client, "/teams/assessment/queue")
@@ -414,28 +450,34 @@ def test_claim_without_the_csrf_token_is_refused(demo_app: Flask, demo_user: Any
 
 
 def test_queue_reads_are_indexed(shared_app: Flask, fake_clock: FakeClock) -> None:
-    """The queues are read in the order of the (assignee | team_key, status, due_at) indexes."""
-    from web.auth import load_person
-    from web.queues import _mine_conditions, _team_conditions, page_query
+    """Each queue is read on a partial index of the open tasks, already in due order (no sort):
+    the page stops after LIMIT rows however many tasks wait.  SQLite as shipped: no ANALYZE."""
+    from web.auth import person
+    from web.queues import _mine_arms, _team_arms, page_query
 
     engine = engine_of_app(shared_app)
-    with engine.db.read() as session:
-        user_id = session.scalar(sa.text("SELECT id FROM app_user WHERE username = 'sara.social'"))
 
     def plan(query: Any) -> str:
         compiled = query.compile(engine.db.engine, compile_kwargs={"literal_binds": True})
         with engine.db.read() as session:
             return " ".join(str(r) for r in session.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
 
-    with shared_app.test_request_context():
-        me = load_person(user_id)
-        assert me is not None
-        assert "ix_task_assignee_open" in plan(page_query(_mine_conditions(me)))
-        with shared_app.test_client() as client:  # the team rule reads the signed-in person
-            sign_in(client, "sara.social")
+    def plans(username: str, team: str | None) -> list[str]:
+        with shared_app.test_client() as client:  # the queue rules read the signed-in person
+            sign_in(client, username)
             client.get("/tasks/mine")
-            team = plan(page_query(_team_conditions(me, "assessment")[0]))
-        assert "ix_task_team_open" in team
+            arms = _mine_arms(person()) if team is None else _team_arms(person(), team)
+            return [plan(page_query(arm)) for arm in arms]
+
+    [mine] = plans("sara.social", None)
+    assert "ix_task_assignee_due_open" in mine and "TEMP B-TREE" not in mine
+    [manager] = plans("mo.manager", "mash")
+    assert "ix_task_team_due_open" in manager and "TEMP B-TREE" not in manager
+    [practitioner] = plans("sara.social", "assessment")
+    assert "ix_task_team_due_open" in practitioner and "TEMP B-TREE" not in practitioner
+    own, offered = plans("pat.police", "mash")
+    assert "ix_task_assignee_due_open" in own and "ix_task_offered" in offered
+    assert "TEMP B-TREE" not in own + offered
 
 
 def test_my_tasks_after_time_passes(demo_app: Flask, demo_user: Any, fake_clock: FakeClock) -> None:
