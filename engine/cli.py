@@ -34,6 +34,10 @@ def _engine(ctx: click.Context) -> Engine:
     engine = ctx.obj.get("engine") if ctx.obj else None
     if engine is None:
         engine = Engine(Database(ctx.obj.get("database_url") if ctx.obj else None))
+        # The command line that runs us (web/cli.py) plugs the adapters in: letters, ...
+        configure = ctx.obj.get("configure_engine") if ctx.obj else None
+        if configure is not None:
+            configure(engine)
         ctx.ensure_object(dict)["engine"] = engine
     return engine
 
@@ -120,6 +124,57 @@ def deploy(ctx: click.Context, files: tuple[Path, ...], by: str) -> None:
     for result in _engine(ctx).deploy_paths(files, by):
         state = "deployed" if result.created else "unchanged, already deployed as"
         click.echo(f"{result.key}: {state} version {result.version}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check BPMN FILES together as deploy would, without a database.
+
+    Prints each finding as FILE: ELEMENT_ID (name): message; exit status 0 when the files can
+    be deployed, 1 when there are findings.  Whether a called process is deployed is only
+    known to deploy.
+    """
+    try:
+        status = _validate(files)
+    except Exception as exc:
+        click.echo(f"error: the files could not be validated ({type(exc).__name__}: {exc})", err=True)
+        status = 1
+    sys.exit(status)
+
+
+def _validate(paths: tuple[Path, ...]) -> int:
+    from .registry import Registry
+    from .validation import ValidationContext, format_finding, validate_files
+
+    try:
+        context = ValidationContext.from_registry(Registry())
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    files: list[tuple[str, bytes]] = []
+    unreadable = 0
+    for path in paths:
+        try:
+            files.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            unreadable += 1
+            reason = (
+                "there is no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            )
+            click.echo(f"{path}: -: cannot read the file ({reason}); check the path")
+    findings = validate_files(files, context) if files else []
+    names = [name for name, _ in files]
+    for name in dict.fromkeys(names):
+        mine = [f for f in findings if f.file == name]
+        for finding in mine:
+            click.echo(format_finding(finding))
+        if not mine:
+            click.echo(f"{name}: ok")
+    for finding in findings:
+        if finding.file not in names:
+            click.echo(format_finding(finding))
+    return 1 if findings or unreadable else 0
 
 
 @cli.group()
@@ -334,9 +389,13 @@ def worker(ctx: click.Context, once: bool) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    timer_worker = TimerWorker(_engine(ctx))
+    engine = _engine(ctx)
+    # Jobs beside the timers (e-mail from the outbox), passed in by web/cli.py: engine imports no adapter.
+    jobs_for = ctx.obj.get("worker_jobs") if ctx.obj else None
+    timer_worker = TimerWorker(engine, jobs=jobs_for(engine) if jobs_for else ())
     if once:
         click.echo(f"fired {timer_worker.drain()} timer(s)")
+        timer_worker.run_jobs()
         return
     timer_worker.run_forever()
 

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -27,19 +29,20 @@ from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
-from . import audit, clock, definitions, directory, queries
+from . import audit, clock, definitions, directory, messages, queries
 from .audit import PendingEvent
 from .calendar import WorkingCalendar, load_calendar
 from .db import Database
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessError
 from .joins import adopt_joins
 from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Task, Timer
-from .ports import Notifier, OutboxNotifier
+from .ports import LetterRenderer, Notifier, OutboxNotifier
 from .projection import OPEN_STATUSES, CaseRef, CommandContext, InstanceRef, Live, Projector, Services
 from .registry import Registry
 from .runtime import Runtime, SpecBundle, find_task
 from .seed import run_seed
 from .timers import adopt_timers, time_functions
+from .validation import ValidationContext
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,19 @@ class StartResult:
     instance_id: int
     case_reference: str | None
     open_tasks: list[str]
+
+
+@dataclass(frozen=True)
+class MessageDelivery:
+    """One instance that caught a message, and the human tasks that opened because of it."""
+
+    instance_id: int
+    case_reference: str | None
+    open_tasks: list[str]
+
+
+# The session of an enclosing Engine.atomic() block: commands inside it join its transaction.
+_ATOMIC: ContextVar[Session | None] = ContextVar("frontdoor_atomic", default=None)
 
 
 def check_json(data: Any, what: str = "data") -> dict[str, Any]:
@@ -109,13 +125,18 @@ class Engine:
         registry: Registry | None = None,
         notifier: Notifier | None = None,
         calendar: WorkingCalendar | None = None,
+        letters: LetterRenderer | None = None,
     ) -> None:
         self.db = db
         self.registry = registry or Registry()
         self.calendar = calendar or load_calendar(self.registry.root / "calendar.json")
-        for name, function in {**time_functions(self.calendar), **queries.query_functions()}.items():
+        functions = {**time_functions(self.calendar), **queries.query_functions()}
+        functions["subject_key"] = messages.subject_key
+        for name, function in functions.items():
             self.registry.register_function(name, function)
         self.runtime = Runtime(self.registry.functions)
+        # Service tasks call the adapters registered by name (the same dict: later registrations count).
+        self.runtime.script_engine.environment.services = self.registry.service_tasks
         self.specs = definitions.SpecCache(on_parse=self._adopt)
         ladder = self.registry.read_json_optional("escalation.json") or {}
         self.roles = directory.RoleBook()
@@ -125,7 +146,12 @@ class Engine:
             evaluate=self._evaluate,
             ladder=ladder.get("levels", {}),
             notifier=notifier or OutboxNotifier(),
+            letters=letters,
         )
+
+    def use_letter_renderer(self, letters: LetterRenderer | None) -> None:
+        """Write letter tasks' PDFs with ``letters`` (the web app and the CLI wire adapters/letters.py)."""
+        self.services = dataclasses.replace(self.services, letters=letters)
 
     # ----------------------------------------------------------------- setup
 
@@ -158,15 +184,22 @@ class Engine:
 
     def deploy(self, files: list[tuple[str, bytes]], actor: str) -> list[definitions.DeployResult]:
         with self._transaction() as session:
-            now = clock.now()
-            results = definitions.deploy(session, files, actor, now, self.registry.form_file_exists)
-            events = [
-                PendingEvent(actor, "process.deployed", data={"key": r.key, "version": r.version})
-                for r in results
-                if r.created
-            ]
-            audit.append(session, events, now)
-            return results
+            return self.deploy_in(session, files, actor, clock.now())
+
+    def deploy_in(
+        self, session: Session, files: list[tuple[str, bytes]], actor: str, now: datetime
+    ) -> list[definitions.DeployResult]:
+        """:meth:`deploy` inside the caller's transaction (a draft is deployed and removed in one)."""
+        results = definitions.deploy(
+            session, files, actor, now, context=ValidationContext.from_registry(self.registry)
+        )
+        events = [
+            PendingEvent(actor, "process.deployed", data={"key": r.key, "version": r.version})
+            for r in results
+            if r.created
+        ]
+        audit.append(session, events, now)
+        return results
 
     def deploy_paths(self, paths: Iterable[Path], actor: str) -> list[definitions.DeployResult]:
         files = []
@@ -529,6 +562,56 @@ class Engine:
             )
             audit.append(session, command.events, now)
 
+    def correlate_message(
+        self, name: str, correlation_key: str, payload: dict[str, Any] | None, actor: str
+    ) -> list[MessageDelivery]:
+        """Deliver the message ``name`` to every running instance waiting for it with this key.
+
+        One transaction: each instance is locked (in id order), restored, catches the message and
+        runs on until it waits; its projections are brought up to date and the delivery is
+        audited.  Nobody waiting (or nobody any more, once locked): NotFound, nothing changed.
+        """
+        payload = check_json(payload, "the message")
+        if not name or not correlation_key:
+            raise InvalidData("a message needs a name and a correlation key")
+        with self._transaction() as session:
+            now = clock.now()
+            deliveries = []
+            for instance_id in messages.waiting_instances(session.connection(), name, correlation_key):
+                command = CommandContext(actor, now)
+                instance, workflow, bundle, before = self._load(session, instance_id, None, lock=True)
+                if instance.status != "running":
+                    continue
+                try:
+                    caught = messages.deliver(workflow, name, json.loads(json.dumps(payload)))
+                except _DIAGRAM_FAILURES as exc:
+                    raise _process_error(exc) from exc
+                if not caught:  # it moved on since the subscription was read; not waiting any more
+                    continue
+                self._run_engine(workflow, command)
+                command.events.append(
+                    PendingEvent(
+                        actor,
+                        "message.correlated",
+                        instance.case_id,
+                        instance.id,
+                        data={"message": name, "correlation_key": correlation_key, "payload": payload},
+                    )
+                )
+                case = self._case(session, instance.case_id)
+                services = self.services
+                projector = Projector(session, command, instance, workflow, bundle, case, services, before)
+                opened = projector.run()
+                self._save(session, instance, workflow)
+                self._finish(session, command, instance, workflow)
+                deliveries.append(MessageDelivery(instance.id, case.reference if case else None, opened))
+            if not deliveries:
+                raise NotFound(
+                    f"no running process is waiting for the message {name!r} with the correlation key "
+                    f"{correlation_key!r}"
+                )
+            return deliveries
+
     def fire_next_due(self, worker: str = "worker") -> int | None:
         """Fire the earliest due timer that no other worker holds; return its id, or None if none is due.
 
@@ -662,22 +745,43 @@ class Engine:
         ``due`` narrows to ``"overdue"``, ``"today"`` (due before the end of today, London) or
         ``"soon"`` (due within 2 working days, overdue included).
         """
-        query = sa.select(Task)
+        conditions: list[Any] = []
         if due is not None:
-            query = query.where(*self.due_filter(due))
+            conditions.extend(self.due_filter(due))
         if user is not None:
-            query = query.where(Task.assignee == user)
+            conditions.append(Task.assignee == user)
         if team is not None:
-            query = query.where(Task.team_key == team)
+            conditions.append(Task.team_key == team)
         if case_reference is not None:
-            query = query.join(CaseRecord, CaseRecord.id == Task.case_id).where(
-                CaseRecord.reference == case_reference
-            )
+            case_id = sa.select(CaseRecord.id).where(CaseRecord.reference == case_reference)
+            conditions.append(Task.case_id == case_id.scalar_subquery())
         if not include_closed:
-            query = query.where(Task.status.in_(OPEN_STATUSES))
-        query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id).limit(limit)
+            # The values written into the SQL, not bound: the predicate of the partial indexes of the
+            # open tasks (migration 0002), which SQLite's planner recognises only when written the same.
+            open_statuses: sa.BindParameter[list[str]] = sa.bindparam(
+                "open_statuses", list(OPEN_STATUSES), expanding=True, literal_execute=True
+            )
+            conditions.append(Task.status.in_(open_statuses))
         with self.db.read() as session:
-            return list(session.scalars(query))
+            # The ids first, dated then undated: each one range of a due-ordered index that LIMIT stops
+            # (not one sort of the whole queue); then those rows.
+            ids = list(
+                session.scalars(
+                    sa.select(Task.id)
+                    .where(*conditions, Task.due_at.is_not(None))
+                    .order_by(Task.due_at, Task.created_at, Task.id)
+                    .limit(limit)
+                )
+            )
+            if len(ids) < limit and due is None:
+                ids += session.scalars(
+                    sa.select(Task.id)
+                    .where(*conditions, Task.due_at.is_(None))
+                    .order_by(Task.created_at, Task.id)
+                    .limit(limit - len(ids))
+                )
+            found = {task.id: task for task in session.scalars(sa.select(Task).where(Task.id.in_(ids)))}
+            return [found[i] for i in ids]
 
     def due_window(self, due: str) -> tuple[datetime | None, datetime]:
         """(from, before) instants for a due-date filter word; see :meth:`tasks`."""
@@ -719,8 +823,28 @@ class Engine:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         """A command's transaction, with its session bound for the diagram's query functions."""
+        outer = _ATOMIC.get()
+        if outer is not None:  # inside Engine.atomic(): one transaction for all of it
+            yield outer
+            return
         with self.db.transaction() as session, queries.bound(session):
             yield session
+
+    @contextmanager
+    def atomic(self) -> Iterator[Session]:
+        """Run several commands as one transaction: all of them happen, or (on any error) none.
+
+        Commands called inside the block join its transaction; the caller may add rows of its
+        own to the session it is given (an idempotency record, say).  Commits when the block ends.
+        """
+        if _ATOMIC.get() is not None:
+            raise RuntimeError("Engine.atomic() blocks do not nest")
+        with self.db.transaction() as session, queries.bound(session):
+            token = _ATOMIC.set(session)
+            try:
+                yield session
+            finally:
+                _ATOMIC.reset(token)
 
     def _case_for_start(
         self,

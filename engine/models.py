@@ -72,6 +72,21 @@ class CaseRecord(Base):
     """One child's episode, from contact to closure."""
 
     __tablename__ = "case_record"
+    __table_args__ = (
+        # PostgreSQL with pg_trgm (migration 0002): the queues' child filter, lower(...) LIKE '%...%'.
+        sa.Index(
+            "ix_case_record_subject_name_trgm",
+            sa.func.lower(sa.text("subject_name")).label("subject_name_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"subject_name_lower": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        sa.Index(
+            "ix_case_record_reference_trgm",
+            sa.func.lower(sa.text("reference")).label("reference_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"reference_lower": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -146,6 +161,39 @@ class Task(Base):
         sa.Index("ix_task_team_open", "team_key", "status", "due_at"),
         sa.Index("ix_task_case", "case_id", "status"),
         sa.Index("ix_task_instance", "instance_id", "status"),
+        # The open tasks only, in due order (migration 0002): a queue page is one range of one of these.
+        # The predicates are literal text, as queries must write them for SQLite to use the index.
+        sa.Index(
+            "ix_task_team_due_open",
+            "team_key",
+            "due_at",
+            sqlite_where=sa.text("status IN ('ready', 'claimed')"),
+            postgresql_where=sa.text("status IN ('ready', 'claimed')"),
+        ),
+        sa.Index(
+            "ix_task_assignee_due_open",
+            "assignee",
+            "due_at",
+            sqlite_where=sa.text("status IN ('ready', 'claimed')"),
+            postgresql_where=sa.text("status IN ('ready', 'claimed')"),
+        ),
+        sa.Index(  # waiting to be claimed, by team and role: a partner's queue
+            "ix_task_offered",
+            "team_key",
+            "role_key",
+            "due_at",
+            sqlite_where=sa.text("status = 'ready' AND assignee IS NULL"),
+            postgresql_where=sa.text("status = 'ready' AND assignee IS NULL"),
+        ),
+        sa.Index(  # the escalations, highest level first, each level in due order
+            "ix_task_escalated",
+            "escalation_level",
+            "due_at",
+            sqlite_where=sa.text("status IN ('ready', 'claimed') AND escalation_level > 0"),
+            postgresql_where=sa.text("status IN ('ready', 'claimed') AND escalation_level > 0"),
+        ),
+        # The process heatmap: open and overdue tasks per element of one process (issue 6).
+        sa.Index("ix_task_process_open", "process_key", "status", "element_id", "due_at"),
     )
 
     # The SpiffWorkflow task id: stable for the life of the task.
@@ -288,6 +336,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked: Mapped[bool] = mapped_column(default=False)
+    # A partner system's token speaks for one sender (e.g. "police"): its references are its own.
+    sender: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Team(Base):
@@ -327,6 +377,8 @@ class Outbox(Base):
     """Messages to send after commit (at least once, idempotently, keyed by id)."""
 
     __tablename__ = "outbox"
+    # The sender's one question: what is pending and due?
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -335,3 +387,92 @@ class Outbox(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Delivery (adapters/smtp.py): pending -> sending (claimed, committed before SMTP) -> sent;
+    # back to pending with a later next_attempt_at on a temporary failure; failed when permanent.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Letter(Base):
+    """A letter a task wrote (a PDF), kept with the child's case: who it went to, when, and by whom."""
+
+    __tablename__ = "letter"
+    __table_args__ = (sa.Index("ix_letter_case", "case_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"))
+    instance_id: Mapped[int] = mapped_column(sa.ForeignKey("process_instance.id"))
+    # The SpiffWorkflow task whose completion wrote it, and its element in the diagram.
+    task_id: Mapped[str] = mapped_column(sa.String(36))
+    element_id: Mapped[str] = mapped_column(sa.String(255))
+    template: Mapped[str] = mapped_column(sa.String(100))
+    recipient: Mapped[str] = mapped_column(sa.String(32))  # family | referrer | ...
+    title: Mapped[str] = mapped_column(sa.String(255))
+    pdf: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_by: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class ProcessDraft(Base):
+    """A process owner's diagram not yet deployed (engine/drafts.py): one per process key.
+
+    ``revision`` goes up on every save; a save names the revision it started from, so two
+    owners editing the same draft cannot overwrite each other's work unseen.
+    """
+
+    __tablename__ = "process_draft"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    bpmn_xml: Mapped[str] = mapped_column(sa.Text)
+    revision: Mapped[int] = mapped_column(default=1)
+    # The deployed version the draft was started from (None: a new process, or an uploaded file).
+    based_on_version: Mapped[int | None]
+    saved_by: Mapped[str] = mapped_column(sa.String(100))
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MessageSubscription(Base):
+    """An instance waiting for a BPMN message: the projection ``correlate_message`` looks up.
+
+    One row per waiting catch event (intermediate event, receive task, boundary event; ``task_id``
+    set) or per message start of an event subprocess (``task_id`` null: it can start any time the
+    instance runs).  ``correlation_key`` is the element's ``correlationKey`` expression, evaluated.
+    """
+
+    __tablename__ = "message_subscription"
+    __table_args__ = (
+        sa.Index("ix_message_subscription_lookup", "message_name", "correlation_key"),
+        sa.Index("ix_message_subscription_instance", "instance_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(sa.ForeignKey("process_instance.id"))
+    case_id: Mapped[int | None] = mapped_column(sa.ForeignKey("case_record.id"))
+    message_name: Mapped[str] = mapped_column(sa.String(255))
+    correlation_key: Mapped[str | None] = mapped_column(sa.String(255))
+    element_id: Mapped[str] = mapped_column(sa.String(255))
+    task_id: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboundReferral(Base):
+    """A partner agency's referral as received: what makes re-sending it change nothing."""
+
+    __tablename__ = "inbound_referral"
+    __table_args__ = (sa.UniqueConstraint("sender", "sender_reference"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender: Mapped[str] = mapped_column(sa.String(64))
+    sender_reference: Mapped[str] = mapped_column(sa.String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_by: Mapped[str] = mapped_column(sa.String(100))
+    # sha256 of the body in canonical JSON: the same reference with another body is a conflict.
+    payload_sha256: Mapped[str] = mapped_column(sa.String(64))
+    # What it led to, per child: {"cases": [{"reference", "outcome": "opened"|"delivered", ...}]}.
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)

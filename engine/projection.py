@@ -21,10 +21,11 @@ from SpiffWorkflow.task import Task as SpiffTask
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
-from . import directory
+from . import directory, messages
 from .audit import PendingEvent
 from .calendar import WorkingCalendar
 from .errors import PermissionDenied
+from .letters import write_letters
 from .models import (
     CaseFact,
     CaseRecord,
@@ -34,7 +35,7 @@ from .models import (
     Timer,
     User,
 )
-from .ports import Notifier
+from .ports import LetterRenderer, Notifier
 from .runtime import SpecBundle, find_task
 from .timers import parse_instant, timer_due, timer_kind
 
@@ -65,6 +66,8 @@ class Services:
     ladder: dict[str, dict[str, Any]]
     notifier: Notifier
     roles: directory.RoleBook
+    # Writes the PDF of a task marked ``letter`` (adapters/letters.py); None: no letters written.
+    letters: LetterRenderer | None = None
 
 
 @dataclass
@@ -184,8 +187,10 @@ class Projector:
     def run(self) -> list[str]:
         self.apply_case_properties()
         self.apply_clocks()
+        write_letters(self)
         self.after = Live.of(self.workflow)
         self.sync_timers()
+        self.sync_messages()
         opened = self.sync_tasks()
         self.apply_escalations()
         return opened
@@ -308,7 +313,7 @@ class Projector:
             due_at=self._due(spiff_task, props),
             form_key=props.get("formJsonSchemaFilename"),
             ui_form_key=props.get("formUiSchemaFilename"),
-            instructions=extensions.get("instructionsForEndUser"),
+            instructions=self._instructions(spiff_task, extensions.get("instructionsForEndUser"), props),
             escalation_level=0,
         )
 
@@ -318,6 +323,13 @@ class Projector:
         if not expression:
             return None
         return str(self.services.evaluate(spiff_task, expression))[:255]
+
+    def _instructions(self, spiff_task: SpiffTask, fixed: str | None, props: dict[str, str]) -> str | None:
+        """The element's instructions, then what an ``instructions`` property expression gives for this
+        task (a message's content, say): the person doing the task reads both on its page."""
+        expression = props.get("instructions")
+        extra = str(self.services.evaluate(spiff_task, expression) or "").strip() if expression else ""
+        return "\n\n".join(part for part in (fixed, extra) if part) or None
 
     def _team(self, spiff_task: SpiffTask, team: str | None) -> str | None:
         """The task's team: a ``team`` property (a team key, or an expression giving one), else the case's."""
@@ -421,6 +433,16 @@ class Projector:
             )
         if new:
             self.connection.execute(_INSERT_TIMER, new)
+
+    # ---------------------------------------------------------------- messages
+
+    def sync_messages(self) -> None:
+        """The message_subscription rows: where the instance waits for a message (engine.messages)."""
+        if not messages.may_wait_for_messages(self.bundle.spec, self.bundle.subprocess_specs):
+            return
+        running = self.instance.status == "running"
+        live = messages.live(self.workflow, running, self.services.evaluate)
+        messages.sync(self.connection, self.instance.id, self.instance.case_id, self.ctx.now, live)
 
     # -------------------------------------------------------------- escalation
 

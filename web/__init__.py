@@ -72,6 +72,9 @@ def create_app(config: dict[str, Any] | None = None, engine: Engine | None = Non
     if engine is None:
         engine = Engine(Database(app.config.get("DATABASE_URL")))
     app.extensions["frontdoor.engine"] = engine
+    from adapters import wire_letters
+
+    wire_letters(engine)  # completing a letter task from a page writes its PDF
     council = engine.registry.read_json_optional("council.json") or {}
     app.config.setdefault("COUNCIL_NAME", council.get("name", "Frontdoor"))
     app.config.setdefault("SERVICE_NAME", council.get("service", "Children's Services Front Door"))
@@ -96,6 +99,12 @@ def create_app(config: dict[str, Any] | None = None, engine: Engine | None = Non
 
     for module in (queues, tasks, contacts, cases, manage, api):
         app.register_blueprint(module.bp)
+    from . import process_owner
+
+    app.register_blueprint(process_owner.bp)
+    from . import process_views
+
+    app.register_blueprint(process_views.bp)
     csrf.exempt(api.bp)  # token-authenticated, no cookies
 
     @app.context_processor
@@ -117,6 +126,12 @@ def create_app(config: dict[str, Any] | None = None, engine: Engine | None = Non
     @app.errorhandler(404)
     def not_found(_error: Any) -> Any:
         return render_template("errors/404.html"), 404
+
+    @app.errorhandler(413)
+    def too_large(_error: Any) -> Any:
+        return render_template(
+            "errors/400.html", reason="The file or form is too large. Upload a file of 5 MB or less."
+        ), 413
 
     @app.errorhandler(CSRFError)
     def csrf_failed(_error: Any) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
 from flask import abort, current_app
 
 from engine import audit, clock
@@ -82,6 +83,19 @@ def case_teams(person: Person) -> set[str]:
     return set().union(*(lv.get(level, set()) for level in CASE_LEVELS))
 
 
+def is_process_owner(person: Person) -> bool:
+    """Processes, their versions, drafts and deploying: the ``owner`` access level alone."""
+    return "owner" in levels(person)
+
+
+def can_view_process_heatmap(person: Person) -> bool:
+    """Open and overdue work per step of a process: counts only, no child's record.
+
+    For whoever changes the process (owner) and whoever watches the work (managers, service).
+    """
+    return is_process_owner(person) or is_manager(person)
+
+
 def is_partner_only(person: Person) -> bool:
     lv = levels(person)
     return bool(lv) and set(lv) <= {"partner"}
@@ -117,22 +131,66 @@ def can_view_task(person: Person, task: Task, case: CaseRecord | None) -> bool:
     return case is not None and can_view_case(person, case)
 
 
+@lru_cache(maxsize=1)
+def _assigning_by_roles(roles_json: str) -> frozenset[str]:
+    import json
+
+    return frozenset(r["key"] for r in json.loads(roles_json)["roles"] if r.get("assigns_work"))
+
+
+def assigning_teams(person: Person) -> set[str]:
+    """Teams in which the person holds a role that assigns work (computed once per person per request)."""
+    cached: set[str] | None = getattr(person, "_assigning", None)
+    if cached is not None:
+        return cached
+    from . import engine_of
+
+    path = engine_of(current_app).registry.root / "roles.json"
+    roles = _assigning_by_roles(path.read_text(encoding="utf-8"))
+    out = {team for team, role in person.memberships if role in roles}
+    object.__setattr__(person, "_assigning", out)
+    return out
+
+
+def can_assign(person: Person, team_key: str | None) -> bool:
+    """The engine's rule for assigning a task (Engine.assign): a role that assigns work in the task's
+    team, or in any team for a task of no team.  The service level sees every queue but assigns only
+    in its own team, so it gets no Assign control elsewhere."""
+    teams = assigning_teams(person)
+    return bool(teams) if team_key is None else team_key in teams
+
+
 def require(allowed: bool) -> None:
     if not allowed:
         abort(403)
 
 
-def record_view(person: Person, case: CaseRecord, page: str) -> None:
-    """A child's record was looked at: who, when, which page."""
+def record_view(person: Person, case: CaseRecord, page: str, **details: Any) -> None:
+    """A child's record was looked at: who, when, which page (and which letter, say)."""
     from . import engine_of
 
     engine = engine_of(current_app)
     with engine.db.transaction() as session:
         audit.append(
             session,
-            [PendingEvent(person.username, "case.viewed", case.id, data={"page": page})],
+            [PendingEvent(person.username, "case.viewed", case.id, data={"page": page, **details})],
             clock.now(),
         )
+
+
+def viewable_case(viewer: Person, reference: str) -> CaseRecord:
+    """The case ``reference`` if ``viewer`` may see it: 404 when there is none, 403 when not theirs.
+
+    Every page of a child's record starts here, so the rule and its answers are the same on all.
+    """
+    from . import engine_of
+
+    with engine_of(current_app).db.read() as session:
+        case = session.scalar(sa.select(CaseRecord).where(CaseRecord.reference == reference))
+    if case is None:
+        abort(404)
+    require(can_view_case(viewer, case))
+    return case
 
 
 def describe(person: Person) -> dict[str, Any]:

@@ -9,13 +9,14 @@ by whom, never the answers given (they belong on the task, not in a list anyone 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, render_template, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, url_for
 from flask_login import login_required
 from sqlalchemy.orm import Session, aliased
 from werkzeug.routing import BuildError
@@ -27,6 +28,7 @@ from engine.models import (
     CaseFact,
     CaseLink,
     CaseRecord,
+    Letter,
     ProcessDefinition,
     ProcessInstance,
     Role,
@@ -38,7 +40,7 @@ from engine.models import (
 from engine.projection import OPEN_STATUSES
 
 from . import engine_of, reports
-from .access import can_view_case, record_view, require
+from .access import can_view_case, record_view, viewable_case
 from .auth import Person, person
 
 bp = Blueprint("cases", __name__)
@@ -58,6 +60,8 @@ TASK_STATUS = {
     "cancelled": "No longer needed",
 }
 LINK_KINDS = {"sibling": "Sibling"}
+# Who a letter is to (the letter task's ``letter.recipient``), in words.
+RECIPIENTS = {"family": "The family", "referrer": "The referrer"}
 # Facts the diagrams record when a letter goes (record.<name>), and who the letter is to.
 LETTER_FACTS = (
     ("referrer_letter_sent_date", "Letter to the referrer"),
@@ -366,6 +370,10 @@ def event_sentence(
     if action == "clock.stopped":
         outcome = "target missed" if data.get("breached") else "target met"
         return f"Clock stopped: {clock_name(str(data.get('clock', '')))}, {outcome}"
+    if action == "letter.written":
+        to = RECIPIENTS.get(str(data.get("recipient", "")), "").lower() or "someone"
+        title = f": '{data['title']}'" if data.get("title") else ""
+        return f"Letter to {to} written{by}{title}"
     if action == "timer.failed":
         return "A deadline timer could not run; it has been reported"
     # Anything newer than this page: its name in words, and nothing of its data.
@@ -388,11 +396,7 @@ def escalation_label(level: Any, ladder: dict[str, dict[str, Any]], names: Names
 def show(reference: str) -> Any:
     engine = engine_of(current_app)
     viewer = person()
-    with engine.db.read() as session:
-        case = session.scalar(sa.select(CaseRecord).where(CaseRecord.reference == reference))
-    if case is None:
-        abort(404)
-    require(can_view_case(viewer, case))
+    case = viewable_case(viewer, reference)
     record_view(viewer, case, "case")
     now = clock.now()
     with engine.db.read() as session:
@@ -400,10 +404,12 @@ def show(reference: str) -> Any:
         tasks = _tasks(session, case.id)
         facts = _facts(session, case.id, tuple(name for name, _ in LETTER_FACTS))
         links = _links(session, case.id)
+        stored_letters = _stored_letters(session, case.id)
         events = _events(session, case.id)
         processes = _process_names(session, case.id)
         usernames = {case.worker or ""}
         usernames |= {t.assignee or "" for t in tasks} | {t.completed_by or "" for t in tasks}
+        usernames |= {row.sent_by or "" for row in stored_letters}
         for event in events:
             usernames.add(event.actor)
             if isinstance(event.data, dict):
@@ -433,6 +439,7 @@ def show(reference: str) -> Any:
             reverse=True,
         ),
         letters=_letters(facts, tasks, names, now),
+        written_letters=[_letter_row(case, row, names) for row in stored_letters],
         links=[_link_row(kind, linked, viewer) for kind, linked in links],
         timeline=timeline,
         timeline_cut=len(events) >= TIMELINE_LIMIT,
@@ -498,6 +505,58 @@ def _letters(facts: dict[str, Any], tasks: list[Task], names: Names, now: dateti
             words, css, who = "No longer needed", "", ""
         rows.append({"name": task.name, "url": task_url(task.id), "words": words, "css": css, "who": who})
     return {"summary": summary, "tasks": rows}
+
+
+def _stored_letters(session: Session, case_id: int) -> list[Any]:
+    """The case's letters, newest first (not their PDFs: those are read only when downloaded)."""
+    return list(
+        session.execute(
+            sa.select(
+                Letter.id,
+                Letter.title,
+                Letter.recipient,
+                Letter.sent_at,
+                Letter.sent_by,
+                Letter.created_at,
+                sa.func.length(Letter.pdf).label("size"),
+            )
+            .where(Letter.case_id == case_id)
+            .order_by(Letter.created_at.desc(), Letter.id.desc())
+        )
+    )
+
+
+def _letter_row(case: CaseRecord, row: Any, names: Names) -> dict[str, Any]:
+    size_kb = max(1, round((row.size or 0) / 1024))
+    return {
+        "title": row.title,
+        "to": RECIPIENTS.get(row.recipient, row.recipient.replace("_", " ").capitalize()),
+        "sent": long_date(row.sent_at) if row.sent_at else "Not sent yet",
+        "who": names.user(row.sent_by),
+        "url": url_for("cases.letter_pdf", reference=case.reference, letter_id=row.id),
+        "size": f"PDF, {size_kb} KB",
+    }
+
+
+@bp.route("/cases/<reference>/letters/<int:letter_id>.pdf")
+@login_required
+def letter_pdf(reference: str, letter_id: int) -> Any:
+    """One letter's PDF, to whoever may see the case; the download is a view of the child's record."""
+    engine = engine_of(current_app)
+    viewer = person()
+    case = viewable_case(viewer, reference)
+    with engine.db.read() as session:
+        letter = session.scalar(sa.select(Letter).where(Letter.id == letter_id, Letter.case_id == case.id))
+        if letter is None:
+            abort(404)
+        pdf, template = bytes(letter.pdf), letter.template
+    record_view(viewer, case, "letter", letter=letter_id)
+    response = Response(pdf, mimetype="application/pdf")
+    filename = re.sub(r"[^A-Za-z0-9._-]", "-", f"{reference}-{template}-{letter_id}.pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    # A child's record: never kept by a browser or a proxy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _link_row(kind: str, linked: CaseRecord, viewer: Person) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
+from adapters.cli import census_group
+from adapters.staff_csv import users_group
 from engine.cli import _engine, cli, user_errors
 from engine.models import User
 from web.tokens import tokens_group
@@ -98,10 +100,19 @@ def run_all(ctx: click.Context, bind: str) -> None:
 cli.commands.pop("run", None)
 cli.add_command(run_all, "run")
 cli.add_command(tokens_group)
+cli.add_command(users_group)
+cli.add_command(census_group)
+
+
+def adapter_hooks() -> dict[str, Any]:
+    """The adapters the engine's commands use: letter PDFs, and the worker's e-mail job."""
+    from adapters import wire_letters, worker_jobs
+
+    return {"configure_engine": wire_letters, "worker_jobs": worker_jobs}
 
 
 def main() -> None:
-    cli(obj={})
+    cli(obj=adapter_hooks())
 
 
 if __name__ == "__main__":

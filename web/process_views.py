@@ -30,7 +30,7 @@ from engine.models import CaseRecord, ProcessDefinition, ProcessInstance, Task, 
 from engine.projection import OPEN_STATUSES
 
 from . import engine_of
-from .access import can_view_case, can_view_process_heatmap, is_process_owner, record_view, require
+from .access import can_view_process_heatmap, is_process_owner, record_view, require, viewable_case
 from .auth import person
 from .cases import date_time, plural
 from .process_owner import DIAGRAM_CSP
@@ -317,11 +317,7 @@ def _case_diagrams(
 def case_diagram(reference: str) -> Any:
     engine = engine_of(current_app)
     viewer = person()
-    with engine.db.read() as session:
-        case = session.scalar(sa.select(CaseRecord).where(CaseRecord.reference == reference))
-    if case is None:
-        abort(404)
-    require(can_view_case(viewer, case))
+    case = viewable_case(viewer, reference)
     with engine.db.read() as session:
         instances = session.execute(
             sa.select(

@@ -46,6 +46,7 @@ from web import create_app, tokens
 
 # ----------------------------------------------------------------------------------- the people
 
+PARTNER_SENDERS = {"pat.police": "police", "hana.health": "health", "ed.education": "school"}
 ROLES = ("CO", "MM", "SW", "SWA", "TM", "SM", "POL", "HEA", "EDU", "EDT", "OWN", "ADM", "ANON")
 USERS: dict[str, str | None] = {
     "CO": "sam.screener",  # contact_officer, MASH
@@ -138,6 +139,27 @@ api.get_case         GET    /api/cases/{mash_case}            A  A  D  D   D  A 
 api.get_case         GET    /api/cases/{assessment_case}      D  D  A  A   A  A  D   D   D   D   D   D   D
 api.get_case         GET    /api/cases/NO-SUCH-CASE           N  N  N  N   N  N  N   N   N   N   N   N   D
 api.list_escalations GET    /api/escalations                  D  A  D  D   A  A  D   D   D   D   D   D   D
+api.receive_referral POST   /api/referrals                    D  D  D  D   D  D  A   A   A   D   D   D   D
+cases.letter_pdf     GET    /cases/{mash_case}/letters/999999.pdf N N D D  D  N  D   D   D   D   D   D   D
+cases.letter_pdf     GET    /cases/{assessment_case}/letters/999999.pdf D D N N N N D D D   D   D   D   D
+process_views.migration    GET  /processes/referral/migration   D  D  D  D   D  D  D   D   D   D   A   D   D
+process_views.migration    POST /processes/referral/migration   D  D  D  D   D  D  D   D   D   D   A   D   D
+process_views.heatmap      GET  /processes/contact/heatmap      D  A  D  D   A  A  D   D   D   D   A   D   D
+process_views.heatmap      GET  /processes/no-such/heatmap      D  N  D  D   N  N  D   D   D   D   N   D   D
+process_views.case_diagram GET  /cases/{mash_case}/diagram      A  A  D  D   D  A  D   D   D   D   D   D   D
+process_views.case_diagram GET  /cases/{assessment_case}/diagram D D  A  A   A  A  D   D   D   D   D   D   D
+process_views.case_diagram GET  /cases/NO-SUCH-CASE/diagram     N  N  N  N   N  N  N   N   N   N   N   N   D
+process_owner.index         GET  /processes                       D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.upload        POST /processes/upload                D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.show          GET  /processes/referral              D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.version       GET  /processes/referral/versions/1   D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.version_xml   GET  /processes/referral/versions/1/diagram.bpmn D D D D D D D D D D A D D
+process_owner.edit          GET  /processes/referral/edit         D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.draft_xml     GET  /processes/referral/draft.bpmn   D  D  D  D   D  D  D   D   D   D   N   D   D
+process_owner.save_draft    POST /processes/referral/draft        D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.validate_draft POST /processes/referral/draft/validate D D D D  D  D  D   D   D   D   N   D   D
+process_owner.deploy_draft  POST /processes/referral/draft/deploy D  D  D  D   D  D  D   D   D   D   A   D   D
+process_owner.discard_draft POST /processes/referral/draft/discard D D  D  D   D  D  D   D   D   D   A   D   D
 """
 # fmt: on
 
@@ -151,6 +173,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "queues.assign": {"data": {"assignee": "{assignee}"}},
     "api.record_contact": {"json": {}},
     "api.complete_task": {"json": {"data": {}}},
+    "api.receive_referral": {"json": {}},
 }
 ASSIGN_TO = {"decision_task": "mo.manager", "held_task": "alex.agency"}
 # What an allowed request answers, where it is not 200.
@@ -164,6 +187,12 @@ ALLOWED_STATUS: dict[tuple[str, str], int] = {
     ("queues.assign", "POST"): 302,
     ("api.record_contact", "POST"): 422,  # the empty body, with field errors
     ("api.complete_task", "POST"): 422,
+    ("api.receive_referral", "POST"): 400,  # the empty referral, with field errors; nothing created
+    ("process_views.migration", "POST"): 400,  # no case chosen: the error summary, nothing moved
+    ("process_owner.upload", "POST"): 400,  # no file chosen: the error summary, no draft
+    ("process_owner.save_draft", "POST"): 400,  # no diagram sent: nothing saved
+    ("process_owner.deploy_draft", "POST"): 400,  # no draft revision named: nothing deployed
+    ("process_owner.discard_draft", "POST"): 302,  # back to the processes, saying there is no draft
 }
 CHANGES = {"queues.claim", "queues.unclaim", "queues.assign", "api.claim_task"}
 
@@ -272,7 +301,12 @@ def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
             cookie = client.get_cookie("session")
             assert cookie is not None
             cookies[username] = cookie.value
-            api_tokens[username] = tokens.create_token(engine.db, f"matrix {username}", username)
+            # Partners' systems send referrals with a token bound to their agency; everyone else's
+            # token is a person's, which /api/referrals refuses.
+            sender = PARTNER_SENDERS.get(username)
+            api_tokens[username] = tokens.create_token(
+                engine.db, f"matrix {username}", username, sender=sender
+            )
         engine.db.dispose()
     finally:
         clock_module.set_clock(previous)
@@ -382,7 +416,7 @@ def _views_recorded(council: Council, username: str | None) -> int:
 
 def _about_a_child(council: Council, route: Route) -> bool:
     """The route shows a child's record (a case, or a task on a case)."""
-    if route.endpoint in ("cases.show", "api.get_case"):
+    if route.endpoint in ("cases.show", "api.get_case", "process_views.case_diagram"):
         return True
     if route.endpoint == "tasks.show" and route.method == "GET" and "{" in route.path:
         task = council.engine.get_task(council.places[_placeholder(route.path)])

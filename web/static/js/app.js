@@ -9,3 +9,10 @@ document.body.addEventListener("htmx:configRequest", (event) => {
     event.detail.headers["X-CSRFToken"] = token;
   }
 });
+
+// htmx injects a <style> for its request indicator on DOMContentLoaded, which the
+// Content-Security-Policy refuses; the same rules are in frontdoor.scss instead.
+// (This module runs after htmx.min.js has loaded and before DOMContentLoaded.)
+if (window.htmx) {
+  window.htmx.config.includeIndicatorStyles = false;
+}
