@@ -22,3 +22,10 @@ errorlog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 max_requests = 2000
 max_requests_jitter = 200
+
+
+def post_worker_init(worker):
+    """Each worker has built its app: keep the collector off that heap (web.freeze_startup_heap)."""
+    from web import freeze_startup_heap
+
+    freeze_startup_heap()

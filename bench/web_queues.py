@@ -682,7 +682,7 @@ def rows_in(response: Any, kind: str) -> int:
 class Bench:
     def __init__(self, engine: Any, requests: int) -> None:
         from engine.models import User
-        from web import create_app
+        from web import create_app, freeze_startup_heap
         from web.auth import hasher
         from web.tokens import create_token
 
@@ -699,6 +699,8 @@ class Bench:
             },
             engine=engine,
         )
+        # As `frontdoor web` and gunicorn.conf.py do once the app is built.
+        freeze_startup_heap()
         self.render = RenderMeter(self.app)
         users = sorted({s.user for s in scenarios()})
         with engine.db.transaction() as session:

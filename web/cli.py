@@ -34,6 +34,9 @@ def _gunicorn(app: Any, bind: str, workers: int) -> None:
         def load(self) -> Any:
             return app
 
+    from web import freeze_startup_heap
+
+    freeze_startup_heap()  # before the workers fork, so they also share those pages
     Server().run()
 
 
