@@ -594,3 +594,18 @@ def test_annex_a_lists_contacts_referrals_assessments_and_section_47s(
     assert result.exit_code == 0, result.output
     assert read_csv(recent / "List_1_contacts.csv") == [LIST_1]
     assert {row[0] for row in read_csv(recent / "List_3_referrals.csv")[1:]} >= {"CARANFA", "DANOPEN"}
+
+
+def test_the_demo_council_make_run_seeds_makes_a_census_with_no_errors(tmp_path: Path) -> None:
+    """`make run`'s example cases carry everything the census asks for, so a new user can try it."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert frontdoor(url, "init", "--demo-cases").exit_code == 0
+    today = datetime.now(UTC).date()
+    start = today.year if today.month >= 4 else today.year - 1
+    out = tmp_path / "cin.xml"
+    result = frontdoor(
+        url, "census", "cin", "--year", f"{start}-{(start + 1) % 100:02d}", "--out", str(out), "--la-code", LA
+    )
+    assert result.exit_code == 0, result.output
+    errors, _queries, crashed = validate(out)
+    assert (errors, crashed) == (set(), [])
