@@ -37,7 +37,16 @@ from .errors import Conflict, InvalidData, NotFound, PermissionDenied, ProcessEr
 from .joins import adopt_joins
 from .models import CaseLink, CaseRecord, ProcessDefinition, ProcessInstance, Task, Timer
 from .ports import LetterRenderer, Notifier, OutboxNotifier
-from .projection import OPEN_STATUSES, CaseRef, CommandContext, InstanceRef, Live, Projector, Services
+from .projection import (
+    INSTANCE_COLUMNS,
+    OPEN_STATUSES,
+    CaseRef,
+    CommandContext,
+    InstanceRef,
+    Live,
+    Projector,
+    Services,
+)
 from .registry import Registry
 from .runtime import Runtime, SpecBundle, find_task
 from .seed import run_seed
@@ -466,7 +475,7 @@ class Engine:
                 directory.user_ref(session, username)  # an account disabled since claiming cannot complete
             if row.form_key:
                 self._validate_form(row.form_key, data)
-            instance = InstanceRef(*row[len(_TASK_COLUMNS) : len(_TASK_COLUMNS) + len(_INSTANCE_COLUMNS)])
+            instance = InstanceRef(*row[len(_TASK_COLUMNS) : len(_TASK_COLUMNS) + len(INSTANCE_COLUMNS)])
             workflow, bundle, before = self._restore(session, instance, expected_revision)
             spiff_task = find_task(workflow, row.id)
             if (
@@ -499,7 +508,7 @@ class Engine:
                     username, "task.completed", row.case_id, row.instance_id, row.id, {"changes": changes}
                 )
             )
-            case_columns = row[len(_TASK_COLUMNS) + len(_INSTANCE_COLUMNS) :]
+            case_columns = row[len(_TASK_COLUMNS) + len(INSTANCE_COLUMNS) :]
             case = CaseRef(*case_columns) if case_columns[0] is not None else None
             Projector(session, command, instance, workflow, bundle, case, self.services, before).run()
             self._save(session, instance, workflow)
@@ -1069,16 +1078,6 @@ _MISSING = object()
 # is not a date, a script dividing by zero): the process's fault, reported against its element.
 _DIAGRAM_FAILURES = (SpiffWorkflowException, ValueError, TypeError, KeyError, ArithmeticError)
 
-_INSTANCE_COLUMNS = (
-    ProcessInstance.id,
-    ProcessInstance.definition_id,
-    ProcessInstance.called_definitions,
-    ProcessInstance.case_id,
-    ProcessInstance.status,
-    ProcessInstance.revision,
-    ProcessInstance.state,
-    ProcessInstance.ended_at,
-)
 
 _TASK_COLUMNS = (
     Task.id,
@@ -1101,7 +1100,7 @@ _CASE_COLUMNS = (
 )
 # Everything `complete` needs before it restores the workflow (task, instance, case) in one statement.
 _TASK_FOR_COMPLETION = (
-    sa.select(*_TASK_COLUMNS, *_INSTANCE_COLUMNS, *_CASE_COLUMNS)
+    sa.select(*_TASK_COLUMNS, *INSTANCE_COLUMNS, *_CASE_COLUMNS)
     .join(ProcessInstance, ProcessInstance.id == Task.instance_id)
     .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
     .where(Task.id == sa.bindparam("task_id"))
@@ -1129,7 +1128,7 @@ _CLAIM_DUE_TIMER = (
     .limit(1)
     .with_for_update(of=ProcessInstance, skip_locked=True)
 )
-_SELECT_INSTANCE = sa.select(*_INSTANCE_COLUMNS).where(ProcessInstance.id == sa.bindparam("instance_id"))
+_SELECT_INSTANCE = sa.select(*INSTANCE_COLUMNS).where(ProcessInstance.id == sa.bindparam("instance_id"))
 _LOCK_INSTANCE = _SELECT_INSTANCE.with_for_update()
 _SELECT_CASE = sa.select(*_CASE_COLUMNS).where(CaseRecord.id == sa.bindparam("case_id"))
 _COMPLETE_TASK = (

@@ -33,7 +33,7 @@ from . import audit, clock
 from .audit import PendingEvent
 from .errors import Conflict, FrontdoorError, InvalidData, NotFound
 from .models import ProcessDefinition, ProcessInstance
-from .projection import CommandContext, InstanceRef, Projector, element_id, element_name
+from .projection import INSTANCE_COLUMNS, CommandContext, InstanceRef, Projector, element_id, element_name
 from .runtime import SpecBundle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -321,18 +321,7 @@ def _in_subprocess(workflow: Any, task_id: Any) -> Any:
 
 
 def _instance(session: Session, instance_id: int) -> InstanceRef | None:
-    row = session.execute(
-        sa.select(
-            ProcessInstance.id,
-            ProcessInstance.definition_id,
-            ProcessInstance.called_definitions,
-            ProcessInstance.case_id,
-            ProcessInstance.status,
-            ProcessInstance.revision,
-            ProcessInstance.state,
-            ProcessInstance.ended_at,
-        ).where(ProcessInstance.id == instance_id)
-    ).first()
+    row = session.execute(sa.select(*INSTANCE_COLUMNS).where(ProcessInstance.id == instance_id)).first()
     return InstanceRef(*row) if row else None
 
 

@@ -29,6 +29,7 @@ from .letters import write_letters
 from .models import (
     CaseFact,
     CaseRecord,
+    ProcessInstance,
     StatutoryClock,
     Task,
     Team,
@@ -95,6 +96,19 @@ class InstanceRef:
     revision: int
     state: str
     ended_at: datetime | None = None
+
+
+# The columns of process_instance that make an InstanceRef, in its field order.
+INSTANCE_COLUMNS = (
+    ProcessInstance.id,
+    ProcessInstance.definition_id,
+    ProcessInstance.called_definitions,
+    ProcessInstance.case_id,
+    ProcessInstance.status,
+    ProcessInstance.revision,
+    ProcessInstance.state,
+    ProcessInstance.ended_at,
+)
 
 
 @dataclass
