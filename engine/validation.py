@@ -532,15 +532,7 @@ class Graph:
         The greatest fixed point, so a loop that may turn for ever but can only leave towards the
         target counts as reaching it.
         """
-        ok = {node_id: True for node_id in self.nodes}
-        changed = True
-        while changed:
-            changed = False
-            for node in self.nodes.values():
-                value = self._reaches(node, selector, ok)
-                if value != ok[node.id]:
-                    ok[node.id], changed = value, True
-        return ok
+        return self._fixed_point(True, lambda node, ok: self._reaches(node, selector, ok))
 
     def _reaches(self, node: Node, selector: Any, ok: dict[str, bool]) -> bool:
         if self.matches(node, selector):
@@ -560,15 +552,19 @@ class Graph:
         The least fixed point from the start events.  A parallel join with several incoming
         flows needs every one of them; a boundary event can fire while its activity is unfinished.
         """
-        arrive = {node_id: False for node_id in self.nodes}
+        return self._fixed_point(False, lambda node, arrive: self._arrives(node, selector, arrive))
+
+    def _fixed_point(self, start: bool, step: Callable[[Node, dict[str, bool]], bool]) -> dict[str, bool]:
+        """Every node's value, from ``start`` everywhere, re-derived by ``step`` until nothing changes."""
+        values = {node_id: start for node_id in self.nodes}
         changed = True
         while changed:
             changed = False
             for node in self.nodes.values():
-                value = self._arrives(node, selector, arrive)
-                if value != arrive[node.id]:
-                    arrive[node.id], changed = value, True
-        return arrive
+                value = step(node, values)
+                if value != values[node.id]:
+                    values[node.id], changed = value, True
+        return values
 
     def leaves(self, node_id: str, selector: Any, arrive: dict[str, bool]) -> bool:
         return arrive[node_id] and not self.matches(self.nodes[node_id], selector)

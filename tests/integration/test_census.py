@@ -30,14 +30,14 @@ from engine.db import Database
 from engine.registry import Registry, default_processes_dir
 from tests.scenario.harness import Council
 from tests.scenario.test_referral import (
-    CONSENT,
     FEEDBACK,
-    REFERRER,
     conclude_enquiry,
+    contact_to_referral,
     outcome_letters,
     plan_letters,
     strategy,
 )
+from tests.scenario.test_referral import refer as scenario_refer
 from web.cli import cli
 
 LA = "931"
@@ -91,22 +91,7 @@ GUS = {
 
 
 def refer(council: Council, case: str, child: dict[str, Any], harm_suspected: bool = False) -> str:
-    answers: dict[str, Any] = {
-        "received_at": council.now_local().strftime("%Y-%m-%dT%H:%M"),
-        "referrer": REFERRER,
-        "source": "2A",
-        "concern": "Bruising to the arm",
-        "consent": CONSENT,
-        "child": child,
-        "mash_decision": {
-            "response": "referral",
-            "reasons": "Injury to a child",
-            "consent": CONSENT,
-            "significant_harm_suspected": harm_suspected,
-        },
-    }
-    council.engine.start("referral", "mo.manager", case_reference=case, team_key="assessment", data=answers)
-    return case
+    return scenario_refer(council, case, harm_suspected, child=child, concern="Bruising to the arm")
 
 
 def accept(council: Council, case: str, need: str | None) -> None:
@@ -131,45 +116,6 @@ def assess_and_authorise(council: Council, case: str, outcome: str = "nfa") -> N
     council.complete(
         case, "authorise_assessment", "tara.team", assessment_authorised=True, assessment_outcome=outcome
     )
-
-
-def through_the_front_door(council: Council, child: dict[str, Any]) -> str:
-    [result] = council.engine.start_for_subjects(
-        "contact",
-        "sam.screener",
-        [child],
-        {
-            "received_at": council.now_local().strftime("%Y-%m-%dT%H:%M"),
-            "referrer": REFERRER,
-            "source": "2A",
-            "concern": "Bruising to the arm",
-            "consent": CONSENT,
-        },
-        team_key="mash",
-        subject_field="child",
-        subjects_field="children",
-    )
-    ref = result.case_reference
-    assert ref is not None
-    council.complete(ref, "rate_urgency", "mo.manager", urgency="red", urgency_reason="Injury to a child")
-    for element, user in (
-        ("police_check", "pat.police"),
-        ("health_check", "hana.health"),
-        ("education_check", "ed.education"),
-    ):
-        council.complete(ref, element, user, **{element: {"known": False, "information": "Nothing known"}})
-    council.complete(
-        ref,
-        "decide_response",
-        "mo.manager",
-        mash_decision={
-            "response": "referral",
-            "reasons": "Injury to a child",
-            "consent": CONSENT,
-            "significant_harm_suspected": False,
-        },
-    )
-    return ref
 
 
 def eve_closed_before_the_year(council: Council) -> str:
@@ -197,7 +143,7 @@ def gus_across_the_year_start(council: Council) -> str:
 
 def amy_through_the_front_door(council: Council) -> str:
     council.at("2025-06-02 10:00")  # Monday: contact, referral, assessment, closure RC8
-    amy = through_the_front_door(council, AMY)
+    amy = contact_to_referral(council, AMY)
     accept(council, amy, "N4")
     plan_letters(council, amy)
     council.at("2025-06-09 14:00")
@@ -428,7 +374,7 @@ def test_a_child_missing_a_census_field_is_named_and_nothing_is_written(
         council = Council(engine, fake_clock)
         council.at("2026-03-09 10:00")
         child = {"name": "Finn Fox", "date_of_birth": "2015-07-07", "gender": "male"}
-        finn = through_the_front_door(council, child)
+        finn = contact_to_referral(council, child)
         accept(council, finn, None)
     finally:
         engine.db.dispose()

@@ -68,6 +68,46 @@ def refer(council: Council, case: str, harm_suspected: bool = False, **data: Any
     return case
 
 
+def contact_to_referral(council: Council, child: dict[str, Any], concern: str = "Bruising to the arm") -> str:
+    """A contact about ``child`` recorded now, rated red, checked by partners, decided a referral."""
+    [result] = council.engine.start_for_subjects(
+        "contact",
+        "sam.screener",
+        [child],
+        {
+            "received_at": council.now_local().strftime("%Y-%m-%dT%H:%M"),
+            "referrer": REFERRER,
+            "source": "2A",
+            "concern": concern,
+            "consent": CONSENT,
+        },
+        team_key="mash",
+        subject_field="child",
+        subjects_field="children",
+    )
+    ref = result.case_reference
+    assert ref is not None
+    council.complete(ref, "rate_urgency", "mo.manager", urgency="red", urgency_reason="Injury to a child")
+    for element, user in (
+        ("police_check", "pat.police"),
+        ("health_check", "hana.health"),
+        ("education_check", "ed.education"),
+    ):
+        council.complete(ref, element, user, **{element: {"known": False, "information": "Nothing known"}})
+    council.complete(
+        ref,
+        "decide_response",
+        "mo.manager",
+        mash_decision={
+            "response": "referral",
+            "reasons": "Injury to a child",
+            "consent": CONSENT,
+            "significant_harm_suspected": False,
+        },
+    )
+    return ref
+
+
 def accept(council: Council, case: str, worker: str = "sara.social", tell_family: bool = True) -> None:
     answers: dict[str, Any] = {
         "accept_referral": True,
@@ -569,40 +609,10 @@ def test_the_2013_variant_gives_one_assessment_45_working_days_and_leaves_open_c
 )
 def test_a_contact_goes_through_the_front_door_to_a_referral_and_closure(council: Council) -> None:
     council.at("2023-04-27 10:00")
-    [case] = council.engine.start_for_subjects(
-        "contact",
-        "sam.screener",
-        [{"name": "Amy Ash", "date_of_birth": "2016-05-01", "gender": "female"}],
-        {
-            "received_at": "2023-04-27T10:00",
-            "referrer": REFERRER,
-            "source": "2A",
-            "concern": "Bruising to the arm; the child says a parent grabbed her",
-            "consent": CONSENT,
-        },
-        team_key="mash",
-        subject_field="child",
-        subjects_field="children",
-    )
-    ref = case.case_reference
-    assert ref is not None
-    council.complete(ref, "rate_urgency", "mo.manager", urgency="red", urgency_reason="Injury to a child")
-    for element, user in (
-        ("police_check", "pat.police"),
-        ("health_check", "hana.health"),
-        ("education_check", "ed.education"),
-    ):
-        council.complete(ref, element, user, **{element: {"known": False, "information": "Nothing known"}})
-    council.complete(
-        ref,
-        "decide_response",
-        "mo.manager",
-        mash_decision={
-            "response": "referral",
-            "reasons": "Injury to a child",
-            "consent": CONSENT,
-            "significant_harm_suspected": False,
-        },
+    ref = contact_to_referral(
+        council,
+        {"name": "Amy Ash", "date_of_birth": "2016-05-01", "gender": "female"},
+        concern="Bruising to the arm; the child says a parent grabbed her",
     )
     assert council.open_elements(ref) == {"accept_referral"}
     accept(council, ref)
