@@ -138,6 +138,11 @@ class RoleBook:
         self._fresh(session)
         return self._by_lane.get(normalise_role_name(lane))
 
+    def names(self, session: Session) -> dict[str, str]:
+        """role key -> the role's name, for showing."""
+        self._fresh(session)
+        return {key: info.name for key, info in self._by_key.items()}
+
     def assigning(self, session: Session) -> set[str]:
         self._fresh(session)
         return {key for key, info in self._by_key.items() if info.assigns_work}

@@ -10,6 +10,7 @@ shown to the person in words.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -33,6 +34,7 @@ from flask import (
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
+from sqlalchemy.dialects import postgresql
 
 from engine import clock
 from engine.errors import FrontdoorError, NotFound
@@ -268,6 +270,9 @@ _ROW_COLUMNS = (
 )
 
 
+ROW_WIDTH = len(_ROW_COLUMNS)  # a page row may have more columns after these (a total)
+
+
 def _select_rows(conditions: list[Any]) -> sa.Select[Any]:
     return (
         sa.select(*_ROW_COLUMNS)
@@ -281,33 +286,61 @@ def _select_rows(conditions: list[Any]) -> sa.Select[Any]:
 @dataclass
 class Arm:
     """One indexed read of a queue: the tasks matching ``conditions`` (on the task table, and on its
-    case, LEFT JOINed, if ``case``).  A queue is one arm, or two (a partner's: offered and own)."""
+    case, LEFT JOINed, if ``case``).  A queue is one arm, or two (a partner's: offered and own); the
+    arms of a queue never share a task, so their counts add up."""
 
     conditions: list[Any]
     case: bool = False
 
-    def select(self, *conditions: Any, columns: tuple[Any, ...] = ()) -> sa.Select[Any]:
-        query = sa.select(*(columns or (Task.id, Task.due_at, Task.created_at)))
+    def rows(self, *conditions: Any) -> sa.Select[Any]:
+        """The arm's tasks as page rows (with their case and holder: no second read by id)."""
+        return _select_rows([*self.conditions, *conditions])
+
+    def count(self, *conditions: Any) -> sa.Select[Any]:
+        """How many tasks the arm holds, counted up to COUNT_CAP + 1."""
+        # SELECT 1, not the id (which no index holds): the index alone answers, no row is read.
+        query = sa.select(sa.literal_column("1"))
         if self.case:
             query = query.select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
-        return query.where(*self.conditions, *conditions)
+        counted = query.where(*self.conditions, *conditions).limit(COUNT_CAP + 1).subquery()
+        return sa.select(sa.func.count()).select_from(counted)
 
-    def of_cases(self, case_ids: list[int], *conditions: Any) -> sa.Select[Any]:
-        """The arm's open tasks of these cases, read by ix_task_case: the arm's own conditions are
-        wrapped in coalesce() so that no planner (SQLite's has no statistics) walks the arm's index
-        instead, whose range may be thousands of rows where these cases have a few tasks each."""
-        query = sa.select(Task.id, Task.due_at, Task.created_at)
-        if self.case:  # the same cases named on the join, so that PostgreSQL reads only those
-            joined = sa.and_(CaseRecord.id == Task.case_id, CaseRecord.id.in_(case_ids))
-            query = query.select_from(Task).outerjoin(CaseRecord, joined)
+    def of_cases(self, among: Any, *conditions: Any) -> Arm:
+        """The arm narrowed to the open tasks of some cases (``among``: a condition on task.case_id
+        that names a few thousand cases at most), read by ix_task_case: the arm's own conditions are
+        wrapped in coalesce() so that no planner (SQLite's has no statistics; PostgreSQL's, asked to
+        sort, chose to AND in the team's whole range) walks the arm's index instead, whose range may
+        be tens of thousands of rows."""
         hidden = sa.func.coalesce(sa.and_(*self.conditions, *conditions), sa.false(), type_=sa.Boolean)
-        return query.where(Task.case_id.in_(case_ids), open_tasks(), hidden)
+        return Arm([among, open_tasks(), hidden], case=self.case)
+
+    def all_rows(self) -> sa.Select[Any]:
+        """All the arm's tasks (a few thousand at most), soonest due first, undated last: the first
+        LIMIT of them as page rows, each with the number of them all in a last column, ``total``.
+        One statement: the tasks are sorted and counted by id first, and only the page's rows are
+        then joined to their case and holder."""
+        query = sa.select(Task.id, sa.func.count().over().label("total"))
+        if self.case:
+            query = query.select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+        first = (
+            query.where(*self.conditions)
+            .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
+            .limit(LIMIT)
+            .subquery("first")
+        )
+        return (
+            sa.select(*_ROW_COLUMNS, first.c.total)
+            .select_from(first)
+            .join(Task, Task.id == first.c.id)
+            .outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+            .outerjoin(User, User.username == Task.assignee)
+        )
 
 
 def page_query(arm: Arm | list[Any], *conditions: Any) -> sa.Select[Any]:
     """The first LIMIT dated tasks of an arm, soonest due first: one range of a due-ordered index."""
     arm = arm if isinstance(arm, Arm) else Arm(arm)
-    return arm.select(*conditions, Task.due_at.is_not(None)).order_by(Task.due_at).limit(LIMIT)
+    return arm.rows(*conditions, Task.due_at.is_not(None)).order_by(Task.due_at).limit(LIMIT)
 
 
 def _filter_conditions(engine: Any, filters: Filters) -> list[Any]:
@@ -320,16 +353,36 @@ def _filter_conditions(engine: Any, filters: Filters) -> list[Any]:
     return conditions
 
 
-def _case_match(session: Any, needle: str) -> sa.Select[Any]:
-    """Cases whose child's name or reference contains ``needle``, ignoring case."""
-    if session.get_bind().dialect.name == "postgresql":  # served by the pg_trgm indexes, where there are
+def _cases_matching(session: Any, needle: str) -> tuple[int, Any]:
+    """How many cases the child filter matches (counted up to CHILD_CASES_MAX + 1), and a condition
+    on task.case_id that selects their tasks: the cases whose child's name or reference contains
+    ``needle``, ignoring case."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Served by the pg_trgm indexes, where there are.  The ids are read once and sent back as one
+        # array: planned inside the task query, the match was a parallel scan of every case.
         needle = needle.lower()
         reference, name = sa.func.lower(CaseRecord.reference), sa.func.lower(CaseRecord.subject_name)
+        match = sa.select(CaseRecord.id).where(
+            sa.or_(reference.contains(needle, autoescape=True), name.contains(needle, autoescape=True))
+        )
+        ids = list(session.scalars(match.limit(CHILD_CASES_MAX + 1)))
+        if len(ids) > CHILD_CASES_MAX:
+            return len(ids), Task.case_id.in_(match)
+        return len(ids), in_list(session, Task.case_id, ids)
+    if len(needle) >= 3 and has_case_search(session):
+        # The trigram index of migration 0006: a quoted phrase is a match anywhere in the name or the
+        # reference, ignoring case, as the LIKE below (which reads every case) is.
+        phrase = '"' + needle.replace('"', '""') + '"'
+        match = sa.select(CASE_SEARCH.c.rowid).where(CASE_SEARCH.c.case_search.op("MATCH")(phrase))
     else:  # SQLite's LIKE ignores ASCII case already (and its lower() folds only ASCII: the same answer)
-        reference, name = CaseRecord.reference, CaseRecord.subject_name
-    return sa.select(CaseRecord.id).where(
-        sa.or_(reference.contains(needle, autoescape=True), name.contains(needle, autoescape=True))
-    )
+        match = sa.select(CaseRecord.id).where(
+            sa.or_(
+                CaseRecord.reference.contains(needle, autoescape=True),
+                CaseRecord.subject_name.contains(needle, autoescape=True),
+            )
+        )
+    counted = sa.select(sa.func.count()).select_from(match.limit(CHILD_CASES_MAX + 1).subquery())
+    return session.scalar(counted) or 0, Task.case_id.in_(match)
 
 
 @dataclass
@@ -345,17 +398,18 @@ def _sort_key(r: Any) -> tuple[Any, ...]:
     return (r.due_at is None, r.due_at or _FAR, r.created_at, r.id)
 
 
-def page_ids(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[str], int, bool]:
-    """The ids of the first LIMIT tasks of the arms (soonest due first, undated last), the total and
-    whether it is capped (counted only up to COUNT_CAP)."""
+def page_rows(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[Any], int, bool]:
+    """The first LIMIT tasks of the arms (soonest due first, undated last) as rows of _ROW_COLUMNS,
+    the total and whether it is capped (counted only up to COUNT_CAP)."""
     engine = engine_of(current_app)
     extra = _filter_conditions(engine, filters)
     if filters.child:
-        match = _case_match(session, filters.child)
-        cases = list(session.scalars(match.limit(CHILD_CASES_MAX + 1)))
-        if len(cases) <= CHILD_CASES_MAX:
-            return _child_page(session, arms, extra, cases)
-        extra.append(Task.case_id.in_(match))
+        matched, among = _cases_matching(session, filters.child)
+        if matched == 0:
+            return [], 0, False
+        if matched <= CHILD_CASES_MAX:  # a few tasks a case: read those, not the queue's range
+            return _child_rows(session, [arm.of_cases(among, *extra) for arm in arms])
+        extra.append(among)  # a filter of one or two letters: the queue's range, checked row by row
     page: list[Any] = []
     for arm in arms:
         page += session.execute(page_query(arm, *extra)).all()
@@ -365,43 +419,34 @@ def page_ids(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[str]
         undated: list[Any] = []
         for arm in arms:
             undated += session.execute(
-                arm.select(*extra, Task.due_at.is_(None)).order_by(Task.created_at).limit(room)
+                arm.rows(*extra, Task.due_at.is_(None)).order_by(Task.created_at).limit(room)
             ).all()
         page += sorted(undated, key=_sort_key)[:room]
-    ids = [r.id for r in page]
-    if len(ids) < LIMIT:  # every arm was read to its end: the page is the whole queue
-        return ids, len(ids), False
+    if len(page) < LIMIT:  # every arm was read to its end: the page is the whole queue
+        return page, len(page), False
+    # Counted up to COUNT_CAP: "more than 1,000" is all a person needs to know.
+    total = sum(session.scalar(arm.count(*extra)) or 0 for arm in arms)
+    return page, min(total, COUNT_CAP), total > COUNT_CAP
+
+
+def _child_rows(session: Any, arms: list[Arm]) -> tuple[list[Any], int, bool]:
+    """The first LIMIT tasks of arms narrowed to a few cases, and how many there are."""
+    page: list[Any] = []
     total = 0
-    for arm in arms:  # counted up to COUNT_CAP: "more than 1,000" is all a person needs to know
-        # SELECT 1, not the id (which no index holds): the index alone answers, no row is read.
-        counted = arm.select(*extra, columns=(sa.literal_column("1"),)).limit(COUNT_CAP + 1).subquery()
-        total += session.scalar(sa.select(sa.func.count()).select_from(counted)) or 0
-    return ids, min(total, COUNT_CAP), total > COUNT_CAP
-
-
-def _child_page(
-    session: Any, arms: list[Arm], extra: list[Any], cases: list[int]
-) -> tuple[list[str], int, bool]:
-    """The queue's tasks of the given cases, all of them (a few per case): read by ix_task_case."""
-    if not cases:
-        return [], 0, False
-    found: dict[str, Any] = {}
     for arm in arms:
-        found.update((r.id, r) for r in session.execute(arm.of_cases(cases, *extra)))
-    ordered = sorted(found.values(), key=_sort_key)
-    return [r.id for r in ordered[:LIMIT]], len(ordered), False
+        rows = session.execute(arm.all_rows()).all()
+        total += rows[0].total if rows else 0
+        page += rows
+    return sorted(page, key=_sort_key)[:LIMIT], total, False
 
 
 def read_queue(session: Any, arms: list[Arm], filters: Filters, page: Page) -> Queue:
     """The first LIMIT open tasks of the arms, matching the filters, soonest due first, grouped."""
-    ids, total, capped = page_ids(session, arms, filters)
-    found = session.execute(_select_rows([Task.id.in_(ids)])).all() if ids else []
+    found, total, capped = page_rows(session, arms, filters)
     # A partner sees the tasks offered to them, never that two children are siblings: no grouping.
     cases = set() if page.partner else {r.case_id for r in found if r.case_id is not None}
     links = _sibling_links(session, cases)
-    names = _names(session)
-    found.sort(key=_sort_key)
-    build = RowBuilder(names, page)
+    build = RowBuilder(_names(session), page)
     rows = [build(r) for r in found]
     return Queue(_group(rows, links), len(rows), total, [], capped)
 
@@ -411,7 +456,9 @@ def _sibling_links(session: Any, case_ids: set[int]) -> list[tuple[int, int]]:
         return []
     # One IN list, the other end kept in Python: two make SQLite probe every pair (40,000 for a page).
     links = session.execute(
-        sa.select(CaseLink.case_id, CaseLink.linked_case_id).where(CaseLink.case_id.in_(case_ids))
+        sa.select(CaseLink.case_id, CaseLink.linked_case_id).where(
+            in_list(session, CaseLink.case_id, case_ids)
+        )
     )
     return [(a, b) for a, b in links if b in case_ids]
 
@@ -420,15 +467,38 @@ def _sibling_links(session: Any, case_ids: set[int]) -> list[tuple[int, int]]:
 class _Names:
     processes: dict[str, str]
     roles: dict[str, str]
-    teams: dict[str, str]
 
 
 def _names(session: Any) -> _Names:
-    return _Names(
-        processes=_deployed(session)[1],
-        roles=dict(session.execute(sa.select(Role.key, Role.name)).all()),
-        teams=dict(session.execute(sa.select(Team.key, Team.name)).all()),
-    )
+    engine = engine_of(current_app)
+    return _Names(processes=_deployed(session)[1], roles=engine.roles.names(session))
+
+
+def in_list(session: Any, column: Any, values: Any) -> Any:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter whatever the
+    number of values, so that the statement's text is the same every time and psycopg can cache and
+    prepare it (a list of 200 placeholders is parsed afresh on each request)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+# SQLite's full-text index of the children's names and references (migration 0006), where it exists.
+CASE_SEARCH = sa.table("case_search", sa.column("rowid"), sa.column("case_search"))
+_CASE_SEARCH_IN: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def has_case_search(session: Any) -> bool:
+    """Whether this SQLite database has case_search (asked once a database: only an upgrade, and a
+    restart with it, adds the table)."""
+    bind = session.get_bind()
+    known = _CASE_SEARCH_IN.get(bind)
+    if known is None:
+        found = session.execute(
+            sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'case_search'")
+        ).first()
+        known = _CASE_SEARCH_IN[bind] = found is not None
+    return known
 
 
 def _holders(session: Any, team: str | None) -> dict[str, list[tuple[str, str]]]:
@@ -513,7 +583,7 @@ class RowBuilder:
             case_team,
             worker,
             assignee_name,
-        ) = r  # one unpacking of the row: faster than 20 lookups by name, 200 times a page
+        ) = r[:ROW_WIDTH]  # one unpacking of the row: faster than 20 lookups by name, 200 times a page
         offered = (
             assignee is None
             and status == "ready"
@@ -836,8 +906,9 @@ def team_queue(team: str) -> Response:
 def _assign_form(session: Any, arms: list[Arm], task_id: str, page: Page) -> Response:
     """htmx: one row's Assign form, in place of its Assign link (the team's members are read only
     when a manager asks, not for each of the 200 rows)."""
-    visible = [session.execute(arm.select(Task.id == task_id, columns=(Task.id,))).first() for arm in arms]
-    found = session.execute(_select_rows([Task.id == task_id])).first() if any(visible) else None
+    found = None
+    for arm in arms:  # the row, if it is in this person's view of the queue
+        found = found or session.execute(arm.rows(Task.id == task_id)).first()
     if found is None:
         abort(404)
     row = RowBuilder(_names(session), page)(found)

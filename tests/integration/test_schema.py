@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from engine.db import Database
+from engine.db import Database, declared
 from engine.models import Base
 
 
@@ -21,7 +21,9 @@ def test_migrations_build_the_schema_the_models_declare(store: str, request: pyt
     database = Database(url)
     database.upgrade()
     with database.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": declared}
+        )
         differences = compare_metadata(context, Base.metadata)
     database.dispose()
     assert differences == [], "models and migrations disagree; write a migration for:\n" + "\n".join(

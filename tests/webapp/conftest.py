@@ -27,8 +27,8 @@ from web.auth import hasher
 DEMO_PASSWORD = "frontdoor-demo"
 
 
-def _app(tmp_path: Path, demo_cases: bool, **config: Any) -> tuple[Flask, Engine]:
-    engine = Engine(Database(f"sqlite:///{tmp_path / 'web.db'}"))
+def _app(tmp_path: Path, demo_cases: bool, url: str | None = None, **config: Any) -> tuple[Flask, Engine]:
+    engine = Engine(Database(url or f"sqlite:///{tmp_path / 'web.db'}"))
     engine.init(demo=True, demo_cases=demo_cases)
     with engine.db.transaction() as session:
         # One argon2 hash for everyone: hashing is deliberately slow, and the tests need many users.

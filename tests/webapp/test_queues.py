@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from flask.testing import FlaskClient
 from engine import clock as clock_module
 from engine.clock import FakeClock
 from engine.core import Engine
-from engine.models import Task
+from engine.models import CaseRecord, Task
 from tests.webapp.conftest import _app, csrf_token, engine_of_app, sign_in
 
 WEDNESDAY = datetime(2024, 3, 6, 9, 30, tzinfo=UTC)
@@ -253,6 +254,52 @@ def test_filter_by_step_and_child(reader: Any) -> None:
     assert task_names(by_reference) == ["Decide the response"]
     nothing = page(client, "/teams/mash/queue?child=100%25")  # % is matched literally
     assert "No tasks match the filters" in nothing
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_child_filter_finds_a_name_anywhere_in_it_ignoring_case(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """On SQLite three letters or more are looked up in the trigram index (migration 0006), which
+    follows every change of a case's name; fewer letters, and PostgreSQL, give the same answers."""
+    url = request.getfixturevalue("sqlite_url" if store == "sqlite" else "postgres_url")
+    built, engine = _app(tmp_path, demo_cases=True, url=url)
+    try:
+        client = client_for(built, "mo.manager")
+
+        def children(needle: str) -> set[str]:
+            html = page(client, f"/teams/mash/queue?child={quote(needle)}")
+            return set(re.findall(r"(Ben Walker|Cara Walker|Dan Okafor|Zoë Ångström)", html))
+
+        assert children("WALK") == {"Ben Walker", "Cara Walker"}
+        assert children("alk") == children("wa") == {"Ben Walker", "Cara Walker"}
+        assert children("kafo") == {"Dan Okafor"}
+        with engine.db.transaction() as session:  # a correction made to the record
+            session.execute(
+                sa.update(CaseRecord)
+                .where(CaseRecord.subject_name == "Dan Okafor")
+                .values(subject_name="Zoë Ångström")
+            )
+        assert children("okafor") == set()
+        assert children("ÅNGSTRÖM") == children("zoë å") == {"Zoë Ångström"}
+        html = page(client, "/teams/mash/queue?child=" + quote('"walker" OR x*'))  # no search syntax: text
+        assert "No tasks match the filters" in html
+    finally:
+        engine.db.dispose()
+
+
+def test_child_filter_shows_the_soonest_and_counts_them_all(
+    reader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import web.queues
+
+    walkers = [r for r in rows(page(reader("mo.manager"), "/teams/mash/queue")) if "Walker" in r]
+    assert len(walkers) == 4  # Ben's and Cara's health and school checks
+    monkeypatch.setattr(web.queues, "LIMIT", 1)
+    html = page(reader("mo.manager"), "/teams/mash/queue?child=walker")
+    assert "Showing 1 of 4 tasks" in html
+    [shown] = rows(html)
+    assert shown.split(">", 1)[0] == walkers[0].split(">", 1)[0]  # the soonest due of the four
 
 
 def test_filters_through_htmx_swap_only_the_table(reader: Any) -> None:
