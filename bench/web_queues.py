@@ -21,10 +21,14 @@ What is measured, through Flask's test client on ``create_app(engine=...)`` (no 
 person signed in through POST /sign-in, the API with a token from ``web.tokens.create_token``:
 
 - the team queue GET /teams/<team>/queue as a manager (mash), a practitioner (assessment) and a
-  police partner (mash), plain and with ?due=overdue and ?child=<surname>;
-- My tasks GET /tasks/mine as sara.social (300 open tasks), plain and with ?due=overdue;
+  police partner (mash);
+- My tasks GET /tasks/mine as sara.social (300 open tasks);
 - GET /api/tasks?team=... (as a practitioner and as a manager), GET /api/tasks?user=sara.social and
-  GET /api/escalations as the MASH manager.
+  GET /api/escalations as the MASH manager;
+- beside the issue's figure (which names those pages and calls), counted apart in the summary: the
+  pages with ?due=overdue and ?child=<surname> (a surname shared by 1,681 children: far more than
+  a council's real search finds, so the worst case of that filter), and the practitioner's third
+  page (a later page reads the tasks before it as well).
 
 Each ``--requests`` times (200; ``--quick`` 60) after 5 warm-up requests, cut short after
 REQUEST_BUDGET_S seconds (never fewer than 20; the number taken is printed): wall clock p50 / p95.
@@ -619,6 +623,9 @@ class Scenario:
     user: str
     path: str
     kind: str  # page | api
+    # The figure is for the team queue and my-tasks pages and their API calls as they open;
+    # the filters and a later page are measured beside them, and their misses counted apart.
+    figure: bool = True
 
 
 @dataclass
@@ -647,19 +654,25 @@ class Result:
         return self.status == 200 and self.p95 <= self.target
 
 
+def page_size() -> int:
+    from web.queues import LIMIT
+
+    return LIMIT
+
+
 def scenarios() -> list[Scenario]:
+    child = f"?child={CHILD_FILTER}"
     return [
         Scenario("Team queue, manager: mash", "mo.manager", "/teams/mash/queue", "page"),
-        Scenario("  ... ?due=overdue", "mo.manager", "/teams/mash/queue?due=overdue", "page"),
-        Scenario(
-            f"  ... ?child={CHILD_FILTER}", "mo.manager", f"/teams/mash/queue?child={CHILD_FILTER}", "page"
-        ),
+        Scenario("  ... ?due=overdue", "mo.manager", "/teams/mash/queue?due=overdue", "page", False),
+        Scenario(f"  ... {child}", "mo.manager", f"/teams/mash/queue{child}", "page", False),
         Scenario("Team queue, practitioner: assessment", ME, "/teams/assessment/queue", "page"),
-        Scenario("  ... ?due=overdue", ME, "/teams/assessment/queue?due=overdue", "page"),
-        Scenario(f"  ... ?child={CHILD_FILTER}", ME, f"/teams/assessment/queue?child={CHILD_FILTER}", "page"),
+        Scenario("  ... ?due=overdue", ME, "/teams/assessment/queue?due=overdue", "page", False),
+        Scenario(f"  ... {child}", ME, f"/teams/assessment/queue{child}", "page", False),
+        Scenario("  ... ?page=3", ME, "/teams/assessment/queue?page=3", "page", False),
         Scenario("Team queue, police partner: mash", "pat.police", "/teams/mash/queue", "page"),
         Scenario(f"My tasks ({ME}, {MY_TASKS} held)", ME, "/tasks/mine", "page"),
-        Scenario("  ... ?due=overdue", ME, "/tasks/mine?due=overdue", "page"),
+        Scenario("  ... ?due=overdue", ME, "/tasks/mine?due=overdue", "page", False),
         Scenario("API tasks?team=assessment (practitioner)", ME, "/api/tasks?team=assessment", "api"),
         Scenario("API tasks?team=mash (manager)", "mo.manager", "/api/tasks?team=mash", "api"),
         Scenario(f"API tasks?user={ME}", ME, f"/api/tasks?user={ME}", "api"),
@@ -945,8 +958,8 @@ def measure_store(engine: Any, args: argparse.Namespace) -> None:
     print(
         "  (CPU: this process's CPU time per request (SQLite's work included, PostgreSQL's not): less\n"
         "   disturbed by other load than wall clock.  SQL ms: mean execute() time per request.\n"
-        "   render: mean template time.  rows: rows the response showed (a page shows at most 200, the API\n"
-        "   50 by default))"
+        "   render: mean template time.  rows: rows the response showed (a page shows at most "
+        f"{page_size()},\n   the API 50 by default))"
     )
     state_readers = sorted(
         {r.scenario.label.strip() for r in results for c in r.captured if STATE_COLUMN.search(c[0])}
@@ -1527,20 +1540,25 @@ def main(argv: list[str] | None = None) -> int:
     stores = [s["label"].split()[0] for s in summaries]
     print("  (page: wall-clock p95 and verdict, this process's CPU p95 in brackets; query: the replay's p95)")
     print(f"  {'':<50} " + " ".join(f"{name + ' page (CPU)':>25} {name + ' query':>17}" for name in stores))
-    for i, name in enumerate(labels):
+    missed = {True: 0, False: 0}  # of the figure, and beside it
+    for i, (scenario, name) in enumerate(zip(scenarios(), labels, strict=True)):
         cells = []
         for summary in summaries:
             r = summary["results"][i]
             q = summary["queries"][i]
+            missed[scenario.figure] += (not r.ok) + (not q[2])
             cells.append(
                 f"{r.p95:>10.1f} {'PASS' if r.ok else 'MISS':>5} ({pct(r.cpu, 95):>6.1f}) "
                 f"{q[1]:>11.1f} {'PASS' if q[2] else 'MISS':>5}"
             )
-        print(f"  {name:<50} " + " ".join(cells))
-    total_miss = sum(len(s["misses"]) + len(s["query_misses"]) for s in summaries)
+        print(f"  {'' if scenario.figure else '+'}{name:<49} " + " ".join(cells))
     print(
-        f"\n{total_miss} target(s) missed; load average {load_average()}; "
-        f"total {time.perf_counter() - started:.0f} s"
+        "  (+: beside the issue's figure, which names the team queue and my-tasks pages and their API\n"
+        "   calls: the filters and a later page, whose misses are counted apart)"
+    )
+    print(
+        f"\nThe issue's figure: {missed[True]} target(s) missed; beside it: {missed[False]} missed; "
+        f"load average {load_average()}; total {time.perf_counter() - started:.0f} s"
     )
     return 0
 

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup, escape
 
 if TYPE_CHECKING:
-    from .queues import Page, Row
+    from .queues import Page, Row, Section
+
+
+class Escaped(dict[str, str]):
+    """Escaped text, worked out once per distinct value: a page of 200 rows names the same few
+    steps, processes, roles, dates and holders over and over."""
+
+    def __missing__(self, text: str) -> str:
+        escaped = self[text] = str(escape(text))
+        return escaped
+
 
 _BUTTON = (
     '<button type="submit" class="govuk-button govuk-button--secondary fd-button--small" '
@@ -71,24 +81,25 @@ def queue_row(row: Row, page: Page, message: str | None = None, error: str | Non
             child += f'<span class="govuk-body-s fd-block fd-sibling-of">Sibling of {siblings}</span>'
     else:
         child = '<span class="fd-muted">No child: a team task</span>'
-    role = f'<span class="govuk-body-s fd-block">{escape(row.role)}</span>' if row.role else ""
+    same = page.escaped
+    role = f'<span class="govuk-body-s fd-block">{same[row.role]}</span>' if row.role else ""
     when = ""
     if due.iso:
         when = (
-            f'<time datetime="{escape(due.iso)}">{escape(due.date_text)}'
-            f'<span class="govuk-body-s fd-block">{escape(due.time_text)}</span></time>'
+            f'<time datetime="{escape(due.iso)}">{same[due.date_text]}'
+            f'<span class="govuk-body-s fd-block">{same[due.time_text]}</span></time>'
         )
     if not row.assignee:
         holder = "Not claimed"
     elif row.assignee == page.username:
         holder = "You"
     else:
-        holder = escape(row.assignee_name)
+        holder = same[row.assignee_name or row.assignee]
     if row.escalation_level:
         colour = "govuk-tag--red" if row.escalation_level >= 2 else "govuk-tag--orange"
         escalation = f'<strong class="govuk-tag {colour}">Level {row.escalation_level}</strong>'
         if row.escalation_label:
-            escalation += f'<span class="govuk-body-s fd-block">{escape(row.escalation_label)}</span>'
+            escalation += f'<span class="govuk-body-s fd-block">{same[row.escalation_label]}</span>'
     else:
         escalation = '<span class="fd-muted">None</span>'
     actions = []
@@ -119,12 +130,29 @@ def queue_row(row: Row, page: Page, message: str | None = None, error: str | Non
     return Markup(
         f'<tr class="govuk-table__row" id="task-{escape(row.id)}">\n'
         f'  <td class="govuk-table__cell">\n    <a class="govuk-link" href="{escape(row.url)}">'
-        f"{escape(row.name)}</a>\n  </td>\n"
+        f"{same[row.name]}</a>\n  </td>\n"
         f'  <td class="govuk-table__cell">\n      {child}\n  </td>\n'
-        f'  <td class="govuk-table__cell">\n    {escape(row.process)}\n    {role}\n  </td>\n'
+        f'  <td class="govuk-table__cell">\n    {same[row.process]}\n    {role}\n  </td>\n'
         f'  <td class="govuk-table__cell">\n    {when}\n'
-        f'    <strong class="fd-due fd-block {due.css}">{escape(due.words)}</strong>\n  </td>\n'
+        f'    <strong class="fd-due fd-block {due.css}">{same[due.words]}</strong>\n  </td>\n'
         f'  <td class="govuk-table__cell">\n    {holder}\n  </td>\n'
         f'  <td class="govuk-table__cell">\n    {escalation}\n  </td>\n'
         f'  <td class="govuk-table__cell fd-actions">\n    ' + "\n    ".join(actions) + "\n  </td>\n</tr>"
     )
+
+
+def queue_sections(sections: list[Section], page: Page) -> Markup:
+    """The queue table's bodies: one per row, or one per group of siblings under its heading (never
+    for a partner, who is not told that children are siblings)."""
+    out = []
+    for section in sections:
+        heading = section.heading and not page.partner
+        out.append(f'<tbody class="govuk-table__body{" fd-sibling-group" if heading else ""}">')
+        if heading:
+            out.append(
+                '<tr class="govuk-table__row">\n  <th scope="rowgroup" colspan="7" '
+                f'class="govuk-table__header fd-sibling-heading">{escape(section.heading)}</th>\n</tr>'
+            )
+        out.extend(queue_row(row, page) for row in section.rows)
+        out.append("</tbody>")
+    return Markup("\n".join(out))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from flask import (
@@ -42,15 +42,16 @@ from engine.models import CaseLink, CaseRecord, Membership, ProcessDefinition, R
 
 from . import access, engine_of
 from .auth import Person, person
-from .queue_rows import assign_form, queue_row
+from .queue_rows import Escaped, assign_form, queue_row, queue_sections
 
 bp = Blueprint("queues", __name__)
 bp.add_app_template_global(queue_row, "queue_row")
 bp.add_app_template_global(assign_form, "assign_form")
+bp.add_app_template_global(queue_sections, "queue_sections")
 
 OPEN_STATUSES = ("ready", "claimed")
-LIMIT = 200
-COUNT_CAP = 1000
+LIMIT = 50  # tasks a page: a screenful or two, as GOV.UK paginates long lists
+COUNT_CAP = 1000  # counted up to this many; the pages go as far as the count (20 pages)
 # The child filter reads the matching cases' ids first, then their tasks by ix_task_case; past this
 # many matches (a filter of one or two letters) it filters the queue's own index range instead.
 CHILD_CASES_MAX = 5000
@@ -161,22 +162,37 @@ class Filters:
     step: str = ""
     child: str = ""
     due: str = ""
+    page: int = 1  # which page of the queue: not a filter, but kept with them in every link
 
     @classmethod
     def from_request(cls) -> Filters:
         due = request.args.get("due", "").strip()
+        number = request.args.get("page", "").strip()
         return cls(
             step=request.args.get("step", "").strip()[:255],
             child=request.args.get("child", "").strip()[:100],
             due=due if due in DUE_WORDS else "",
+            page=min(int(number), last_page()) if number.isdigit() and int(number) >= 1 else 1,
         )
 
     @property
     def active(self) -> bool:
         return bool(self.step or self.child or self.due)
 
-    def args(self) -> dict[str, str]:
-        return {k: v for k, v in (("step", self.step), ("child", self.child), ("due", self.due)) if v}
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * LIMIT
+
+    def args(self, page: int | None = None) -> dict[str, str]:
+        """The filters (and the page, past the first) as query arguments."""
+        number = self.page if page is None else page
+        pairs = (("step", self.step), ("child", self.child), ("due", self.due))
+        return {k: v for k, v in pairs if v} | ({"page": str(number)} if number > 1 else {})
+
+
+def last_page() -> int:
+    """The last page anyone can open: as far as the count goes (past that, the filters narrow)."""
+    return -(-COUNT_CAP // LIMIT)
 
 
 @dataclass
@@ -229,6 +245,7 @@ class Page:
     token: str = ""
     path: str = ""  # the page's path, without the filters
     filters: dict[str, str] = field(default_factory=dict)  # the filters in force, as query arguments
+    escaped: Escaped = field(default_factory=Escaped)  # the page's repeated text, escaped once
 
     @cached_property
     def filter_fields(self) -> Markup:
@@ -314,9 +331,9 @@ class Arm:
         hidden = sa.func.coalesce(sa.and_(*self.conditions, *conditions), sa.false(), type_=sa.Boolean)
         return Arm([among, open_tasks(), hidden], case=self.case)
 
-    def all_rows(self) -> sa.Select[Any]:
+    def all_rows(self, limit: int) -> sa.Select[Any]:
         """All the arm's tasks (a few thousand at most), soonest due first, undated last: the first
-        LIMIT of them as page rows, each with the number of them all in a last column, ``total``.
+        ``limit`` of them as page rows, each with the number of them all in a last column, ``total``.
         One statement: the tasks are sorted and counted by id first, and only the page's rows are
         then joined to their case and holder."""
         query = sa.select(Task.id, sa.func.count().over().label("total"))
@@ -325,7 +342,7 @@ class Arm:
         first = (
             query.where(*self.conditions)
             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
-            .limit(LIMIT)
+            .limit(limit)
             .subquery("first")
         )
         return (
@@ -337,10 +354,15 @@ class Arm:
         )
 
 
-def page_query(arm: Arm | list[Any], *conditions: Any) -> sa.Select[Any]:
-    """The first LIMIT dated tasks of an arm, soonest due first: one range of a due-ordered index."""
+def page_query(arm: Arm | list[Any], *conditions: Any, limit: int | None = None) -> sa.Select[Any]:
+    """The first ``limit`` (LIMIT) dated tasks of an arm, soonest due first: one range of a
+    due-ordered index."""
     arm = arm if isinstance(arm, Arm) else Arm(arm)
-    return arm.rows(*conditions, Task.due_at.is_not(None)).order_by(Task.due_at).limit(LIMIT)
+    # created_at and id after due_at: tasks are often due at the same instant (17:00 on a working day),
+    # and the pages must follow on from each other.  The index gives due_at's order; the database
+    # sorts only each run of equal due_at (SQLite "RIGHT PART OF ORDER BY", PostgreSQL Incremental Sort).
+    dated = arm.rows(*conditions, Task.due_at.is_not(None))
+    return dated.order_by(Task.due_at, Task.created_at, Task.id).limit(limit or LIMIT)
 
 
 def _filter_conditions(engine: Any, filters: Filters) -> list[Any]:
@@ -392,63 +414,88 @@ class Queue:
     total: int
     steps: list[tuple[str, str, str]]  # (process name, element id, task name)
     capped: bool = False  # more than ``total`` (counting stopped there)
+    first: int = 1  # the number of the page's first task, counting from 1
+
+    @property
+    def last(self) -> int:
+        return self.first + self.shown - 1
+
+    @property
+    def pages(self) -> int:
+        """How many pages there are (as far as the count goes)."""
+        return min(max(1, -(-self.total // LIMIT)), last_page())
+
+    @property
+    def page(self) -> int:
+        return (self.first - 1) // LIMIT + 1
+
+    @property
+    def whole(self) -> bool:
+        """Every task is on this one page."""
+        return self.first == 1 and self.shown == self.total
 
 
 def _sort_key(r: Any) -> tuple[Any, ...]:
+    """The queues' order, the same as their SQL's ORDER BY: soonest due, undated last, then the
+    longest waiting; the id decides the rest, so that every read agrees where a page ends."""
     return (r.due_at is None, r.due_at or _FAR, r.created_at, r.id)
 
 
 def page_rows(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[Any], int, bool]:
-    """The first LIMIT tasks of the arms (soonest due first, undated last) as rows of _ROW_COLUMNS,
-    the total and whether it is capped (counted only up to COUNT_CAP)."""
+    """The tasks of the arms on the filters' page (soonest due first, undated last) as rows of
+    _ROW_COLUMNS, the total and whether it is capped (counted only up to COUNT_CAP).
+
+    The arms are read up to the end of the page (a queue of two arms is merged here), so the later
+    pages read more: as far as COUNT_CAP at most."""
     engine = engine_of(current_app)
     extra = _filter_conditions(engine, filters)
+    start, need = filters.offset, filters.offset + LIMIT
     if filters.child:
         matched, among = _cases_matching(session, filters.child)
         if matched == 0:
             return [], 0, False
         if matched <= CHILD_CASES_MAX:  # a few tasks a case: read those, not the queue's range
-            return _child_rows(session, [arm.of_cases(among, *extra) for arm in arms])
+            return _child_rows(session, [arm.of_cases(among, *extra) for arm in arms], start, need)
         extra.append(among)  # a filter of one or two letters: the queue's range, checked row by row
-    page: list[Any] = []
+    found: list[Any] = []
     for arm in arms:
-        page += session.execute(page_query(arm, *extra)).all()
-    page = sorted(page, key=_sort_key)[:LIMIT]
-    if len(page) < LIMIT and not filters.due:  # room for the undated ones (a due filter has none)
-        room = LIMIT - len(page)
+        found += session.execute(page_query(arm, *extra, limit=need)).all()
+    found = sorted(found, key=_sort_key)[:need]
+    if len(found) < need and not filters.due:  # room for the undated ones (a due filter has none)
+        room = need - len(found)
         undated: list[Any] = []
         for arm in arms:
             undated += session.execute(
-                arm.rows(*extra, Task.due_at.is_(None)).order_by(Task.created_at).limit(room)
+                arm.rows(*extra, Task.due_at.is_(None)).order_by(Task.created_at, Task.id).limit(room)
             ).all()
-        page += sorted(undated, key=_sort_key)[:room]
-    if len(page) < LIMIT:  # every arm was read to its end: the page is the whole queue
-        return page, len(page), False
+        found += sorted(undated, key=_sort_key)[:room]
+    if len(found) < need:  # every arm was read to its end: this is the whole queue
+        return found[start:], len(found), False
     # Counted up to COUNT_CAP: "more than 1,000" is all a person needs to know.
     total = sum(session.scalar(arm.count(*extra)) or 0 for arm in arms)
-    return page, min(total, COUNT_CAP), total > COUNT_CAP
+    return found[start:], min(total, COUNT_CAP), total > COUNT_CAP
 
 
-def _child_rows(session: Any, arms: list[Arm]) -> tuple[list[Any], int, bool]:
-    """The first LIMIT tasks of arms narrowed to a few cases, and how many there are."""
-    page: list[Any] = []
+def _child_rows(session: Any, arms: list[Arm], start: int, need: int) -> tuple[list[Any], int, bool]:
+    """The page's tasks of arms narrowed to a few cases, and how many there are."""
+    found: list[Any] = []
     total = 0
     for arm in arms:
-        rows = session.execute(arm.all_rows()).all()
+        rows = session.execute(arm.all_rows(need)).all()
         total += rows[0].total if rows else 0
-        page += rows
-    return sorted(page, key=_sort_key)[:LIMIT], total, False
+        found += rows
+    return sorted(found, key=_sort_key)[start:need], total, False
 
 
 def read_queue(session: Any, arms: list[Arm], filters: Filters, page: Page) -> Queue:
-    """The first LIMIT open tasks of the arms, matching the filters, soonest due first, grouped."""
+    """A page of the open tasks of the arms, matching the filters, soonest due first, grouped."""
     found, total, capped = page_rows(session, arms, filters)
     # A partner sees the tasks offered to them, never that two children are siblings: no grouping.
     cases = set() if page.partner else {r.case_id for r in found if r.case_id is not None}
     links = _sibling_links(session, cases)
     build = RowBuilder(_names(session), page)
     rows = [build(r) for r in found]
-    return Queue(_group(rows, links), len(rows), total, [], capped)
+    return Queue(_group(rows, links), len(rows), total, [], capped, first=filters.offset + 1)
 
 
 def _sibling_links(session: Any, case_ids: set[int]) -> list[tuple[int, int]]:
@@ -816,7 +863,33 @@ def _htmx_target() -> str | None:
     return request.headers.get("HX-Target")
 
 
+def pagination(queue: Queue, filters: Filters, path: str) -> dict[str, Any] | None:
+    """govukPagination's parameters for the queue: Previous and Next, and the page numbers (the
+    first, the last and those beside this one, with ellipses between); None for a single page."""
+    if queue.pages <= 1 and queue.page == 1:
+        return None
+
+    def href(number: int) -> str:
+        query = urlencode(filters.args(number))
+        return f"{path}?{query}" if query else path
+
+    here, last = queue.page, queue.pages
+    wanted = sorted({1, last, here - 1, here, here + 1} & set(range(1, last + 1)))
+    items: list[dict[str, Any]] = []
+    for number in wanted:
+        if items and number > items[-1]["number"] + 1:
+            items.append({"ellipsis": True, "number": number - 1})
+        items.append({"number": number, "href": href(number), "current": number == here})
+    params: dict[str, Any] = {"items": items, "landmarkLabel": "Pages of the queue"}
+    if here > 1:
+        params["previous"] = {"href": href(here - 1)}
+    if here < last:
+        params["next"] = {"href": href(here + 1)}
+    return params
+
+
 def _render_queue(template_args: dict[str, Any]) -> Response:
+    template_args["pagination"] = pagination(template_args["queue"], template_args["filters"], request.path)
     partial = _htmx_target() == "queue-results"
     template = "queues/_results.html" if partial else "queues/queue.html"
     response = make_response(render_template(template, **template_args))
