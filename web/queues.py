@@ -11,6 +11,7 @@ shown to the person in words.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -308,6 +309,7 @@ class Arm:
 
     conditions: list[Any]
     case: bool = False
+    case_among: Any = None  # the cases read, named on the case's join too (see of_cases)
 
     def rows(self, *conditions: Any) -> sa.Select[Any]:
         """The arm's tasks as page rows (with their case and holder: no second read by id)."""
@@ -322,14 +324,18 @@ class Arm:
         counted = query.where(*self.conditions, *conditions).limit(COUNT_CAP + 1).subquery()
         return sa.select(sa.func.count()).select_from(counted)
 
-    def of_cases(self, among: Any, *conditions: Any) -> Arm:
+    def of_cases(self, among: Callable[[Any], Any], *conditions: Any) -> Arm:
         """The arm narrowed to the open tasks of some cases (``among``: a condition on task.case_id
         that names a few thousand cases at most), read by ix_task_case: the arm's own conditions are
         wrapped in coalesce() so that no planner (SQLite's has no statistics; PostgreSQL's, asked to
         sort, chose to AND in the team's whole range) walks the arm's index instead, whose range may
         be tens of thousands of rows."""
         hidden = sa.func.coalesce(sa.and_(*self.conditions, *conditions), sa.false(), type_=sa.Boolean)
-        return Arm([among, open_tasks(), hidden], case=self.case)
+        # Where the arm reads the case (the practitioner's rule), the same cases are named on the join:
+        # PostgreSQL otherwise hashed every case of the service to join a few thousand.
+        return Arm(
+            [among(Task.case_id), open_tasks(), hidden], case=self.case, case_among=among(CaseRecord.id)
+        )
 
     def all_rows(self, limit: int) -> sa.Select[Any]:
         """All the arm's tasks (a few thousand at most), soonest due first, undated last: the first
@@ -338,7 +344,10 @@ class Arm:
         then joined to their case and holder."""
         query = sa.select(Task.id, sa.func.count().over().label("total"))
         if self.case:
-            query = query.select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+            joined = [CaseRecord.id == Task.case_id] + (
+                [self.case_among] if self.case_among is not None else []
+            )
+            query = query.select_from(Task).outerjoin(CaseRecord, sa.and_(*joined))
         first = (
             query.where(*self.conditions)
             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)
@@ -375,10 +384,10 @@ def _filter_conditions(engine: Any, filters: Filters) -> list[Any]:
     return conditions
 
 
-def _cases_matching(session: Any, needle: str) -> tuple[int, Any]:
-    """How many cases the child filter matches (counted up to CHILD_CASES_MAX + 1), and a condition
-    on task.case_id that selects their tasks: the cases whose child's name or reference contains
-    ``needle``, ignoring case."""
+def _cases_matching(session: Any, needle: str) -> tuple[int, Callable[[Any], Any]]:
+    """How many cases the child filter matches (counted up to CHILD_CASES_MAX + 1), and a function
+    that gives the condition "is one of them" on a column of case ids (task.case_id, case_record.id):
+    the cases whose child's name or reference contains ``needle``, ignoring case."""
     if session.get_bind().dialect.name == "postgresql":
         # Served by the pg_trgm indexes, where there are.  The ids are read once and sent back as one
         # array: planned inside the task query, the match was a parallel scan of every case.
@@ -389,8 +398,8 @@ def _cases_matching(session: Any, needle: str) -> tuple[int, Any]:
         )
         ids = list(session.scalars(match.limit(CHILD_CASES_MAX + 1)))
         if len(ids) > CHILD_CASES_MAX:
-            return len(ids), Task.case_id.in_(match)
-        return len(ids), in_list(session, Task.case_id, ids)
+            return len(ids), lambda column: column.in_(match)
+        return len(ids), lambda column: in_list(session, column, ids)
     if len(needle) >= 3 and has_case_search(session):
         # The trigram index of migration 0006: a quoted phrase is a match anywhere in the name or the
         # reference, ignoring case, as the LIKE below (which reads every case) is.
@@ -404,7 +413,7 @@ def _cases_matching(session: Any, needle: str) -> tuple[int, Any]:
             )
         )
     counted = sa.select(sa.func.count()).select_from(match.limit(CHILD_CASES_MAX + 1).subquery())
-    return session.scalar(counted) or 0, Task.case_id.in_(match)
+    return session.scalar(counted) or 0, lambda column: column.in_(match)
 
 
 @dataclass
@@ -456,7 +465,9 @@ def page_rows(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[Any
             return [], 0, False
         if matched <= CHILD_CASES_MAX:  # a few tasks a case: read those, not the queue's range
             return _child_rows(session, [arm.of_cases(among, *extra) for arm in arms], start, need)
-        extra.append(among)  # a filter of one or two letters: the queue's range, checked row by row
+        extra.append(
+            among(Task.case_id)
+        )  # a filter of one or two letters: the queue's range, checked row by row
     found: list[Any] = []
     for arm in arms:
         found += session.execute(page_query(arm, *extra, limit=need)).all()

@@ -282,6 +282,9 @@ def test_child_filter_finds_a_name_anywhere_in_it_ignoring_case(
             )
         assert children("okafor") == set()
         assert children("ÅNGSTRÖM") == children("zoë å") == {"Zoë Ångström"}
+        # A practitioner's queue reads each task's case too (their rule: their team's cases, their own).
+        practitioner = page(client_for(built, "sara.social"), "/teams/assessment/queue?child=FISH")
+        assert set(re.findall(r"for ([A-Z][a-z]+ [A-Z][a-z]+)", practitioner)) == {"Max Fisher", "Nia Fisher"}
         html = page(client, "/teams/mash/queue?child=" + quote('"walker" OR x*'))  # no search syntax: text
         assert "No tasks match the filters" in html
     finally:
