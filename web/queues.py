@@ -53,8 +53,8 @@ bp.add_app_template_global(queue_sections, "queue_sections")
 OPEN_STATUSES = ("ready", "claimed")
 LIMIT = 50  # tasks a page: a screenful or two, as GOV.UK paginates long lists
 COUNT_CAP = 1000  # counted up to this many; the pages go as far as the count (20 pages)
-# The child filter reads the matching cases' ids first, then their tasks by ix_task_case; past this
-# many matches (a filter of one or two letters) it filters the queue's own index range instead.
+# The child filter reads the matching cases' tasks by ix_task_case; past this many matching cases (a
+# filter of a letter or two) it walks the queue's own index range instead, checking each task's case.
 CHILD_CASES_MAX = 5000
 DUE_WORDS = {"overdue": "Overdue", "today": "Due today", "soon": "Due soon (within 2 working days)"}
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -465,9 +465,8 @@ def page_rows(session: Any, arms: list[Arm], filters: Filters) -> tuple[list[Any
             return [], 0, False
         if matched <= CHILD_CASES_MAX:  # a few tasks a case: read those, not the queue's range
             return _child_rows(session, [arm.of_cases(among, *extra) for arm in arms], start, need)
-        extra.append(
-            among(Task.case_id)
-        )  # a filter of one or two letters: the queue's range, checked row by row
+        # Too many to read case by case (a filter of a letter or two): the queue's range, row by row.
+        extra.append(among(Task.case_id))
     found: list[Any] = []
     for arm in arms:
         found += session.execute(page_query(arm, *extra, limit=need)).all()
@@ -495,7 +494,7 @@ def _child_rows(session: Any, arms: list[Arm], start: int, need: int) -> tuple[l
         rows = session.execute(arm.all_rows(need)).all()
         total += rows[0].total if rows else 0
         found += rows
-    return sorted(found, key=_sort_key)[start:need], total, False
+    return sorted(found, key=_sort_key)[start:need], min(total, COUNT_CAP), total > COUNT_CAP
 
 
 def read_queue(session: Any, arms: list[Arm], filters: Filters, page: Page) -> Queue:
