@@ -43,6 +43,7 @@ PAGES: list[tuple[str, str]] = [
     ("sam.screener", "/teams/mash/queue?step=handover_to_day_service&child=Eve&due=overdue"),
     ("sam.screener", "/teams/mash/queue?child=nobody-at-all"),
     ("sam.screener", "queue row claimed with htmx"),
+    ("mo.manager", "the second page of a queue"),
     ("mo.manager", "/teams/mash/queue"),
     ("sara.social", "/tasks/mine"),
     ("tara.team", "/teams/assessment/queue"),
@@ -254,6 +255,18 @@ def _open(page: Any, live: LiveServer, target: str) -> Any:
         page.get_by_role("button", name="Complete", exact=True).click()
         expect(page.locator(".govuk-error-summary")).to_be_visible()
         return None
+    if target == "the second page of a queue":  # the demo's queues fit on one page of 50: pages of 3
+        import web.queues
+
+        previous = web.queues.LIMIT
+        web.queues.LIMIT = 3
+        try:
+            response = page.goto("/teams/mash/queue?page=2")
+        finally:
+            web.queues.LIMIT = previous
+        expect(page.locator(".govuk-pagination")).to_contain_text("Previous")
+        expect(page.locator("#queue-results")).to_contain_text("Showing 4 to 6 of")
+        return response
     if target == "queue row claimed with htmx":
         page.goto("/teams/mash/queue")
         claimed = page.locator("tbody tr").filter(has_text="Agree the early help offer")
