@@ -45,3 +45,39 @@ def test_every_migration_can_be_undone(sqlite_url: str) -> None:
     tables = set(sa.inspect(database.engine).get_table_names()) - {"alembic_version"}
     database.dispose()
     assert tables == set()
+
+
+def test_the_child_search_index_covers_the_cases_made_before_it(sqlite_url: str) -> None:
+    """Migration 0006 on a council's existing SQLite database: the cases already there are found,
+    and from then on every new, renamed or deleted case is followed (the triggers)."""
+    from alembic import command
+
+    from engine.db import alembic_config
+
+    def matching(connection: sa.Connection, text: str) -> set[int]:
+        found = connection.execute(
+            sa.text("SELECT rowid FROM case_search WHERE case_search MATCH :phrase"), {"phrase": f'"{text}"'}
+        )
+        return set(found.scalars())
+
+    case = sa.text(
+        "INSERT INTO case_record (id, reference, subject_name, status, opened_at) "
+        "VALUES (:id, :reference, :name, 'open', '2024-03-06 09:30:00')"
+    )
+    database = Database(sqlite_url)
+    with database.engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(case, {"id": 1, "reference": "REF-001", "name": "Dan Okafor"})
+    database.upgrade()
+    with database.engine.begin() as connection:
+        assert matching(connection, "okafor") == {1} and matching(connection, "ref-0") == {1}
+        connection.execute(case, {"id": 2, "reference": "REF-002", "name": "Ada Okafor"})
+        assert matching(connection, "okafor") == {1, 2}
+        connection.execute(sa.text("UPDATE case_record SET subject_name = 'Dan Smith' WHERE id = 1"))
+        connection.execute(sa.text("DELETE FROM case_record WHERE id = 2"))
+        assert matching(connection, "okafor") == set() and matching(connection, "smith") == {1}
+        connection.execute(sa.text("UPDATE case_record SET team_key = 'mash' WHERE id = 1"))  # not indexed
+        assert matching(connection, "smith") == {1}
+    database.dispose()
