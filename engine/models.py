@@ -159,7 +159,19 @@ class Task(Base):
         # my tasks / team queue / tasks of a case, each ordered by due date.
         sa.Index("ix_task_assignee_open", "assignee", "status", "due_at"),
         sa.Index("ix_task_team_open", "team_key", "status", "due_at"),
-        sa.Index("ix_task_case", "case_id", "status"),
+        # A case's tasks; with the queue rules' columns and the due order after them, so that the
+        # queues' child filter reads the matching cases' open tasks from the index alone (0006).
+        sa.Index(
+            "ix_task_case",
+            "case_id",
+            "status",
+            "team_key",
+            "assignee",
+            "role_key",
+            "due_at",
+            "created_at",
+            "id",
+        ),
         sa.Index("ix_task_instance", "instance_id", "status"),
         # The open tasks only, in due order (migration 0002): a queue page is one range of one of these.
         # The predicates are literal text, as queries must write them for SQLite to use the index.

@@ -1,4 +1,4 @@
-"""the child filter's full-text index on SQLite (issue 5)
+"""the work queues' child filter: a full-text index on SQLite, and ix_task_case covering (issue 5)
 
 Revision ID: 0006
 Revises: 0005
@@ -12,6 +12,15 @@ triggers keep it in step with case_record, in the same transaction as every chan
 PostgreSQL has the pg_trgm indexes of migration 0002 instead.  Where SQLite was built without
 FTS5 or the trigram tokenizer, nothing is created and the filter keeps its scan (web.queues asks
 whether case_search exists).
+
+Both stores: ix_task_case (case_id, status) becomes (case_id, status, team_key, assignee, role_key,
+due_at, created_at, id).  The filter reads the open tasks of the matching cases (a common surname:
+1,681 children, 4,300 tasks) and keeps those of the queue in due order; with the columns the queue
+rules and the order need in the index, that is read from the index alone, not from 4,300 rows of
+the task table (SQLite: 23 ms to 9 ms for a manager's queue, 32 ms to 15 ms for a practitioner's).
+The engine's reads of a case's tasks use the same index as before, by its first two columns.
+Rebuilding it locks the task table against writes while it is built (about a second for 300,000
+tasks).
 
 A later migration that rebuilds case_record on SQLite (Alembic's batch mode copies the table) drops
 these triggers with the old table: it must create them again, and 'rebuild' the index.
@@ -53,7 +62,13 @@ TRIGGERS = {
 }
 
 
+CASE_INDEX = ("case_id", "status")
+COVERING_CASE_INDEX = ("case_id", "status", "team_key", "assignee", "role_key", "due_at", "created_at", "id")
+
+
 def upgrade() -> None:
+    op.drop_index("ix_task_case", table_name="task")
+    op.create_index("ix_task_case", "task", list(COVERING_CASE_INDEX), unique=False)
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
@@ -72,8 +87,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
-    for name in TRIGGERS:
-        bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-    bind.exec_driver_sql("DROP TABLE IF EXISTS case_search")
+    if bind.dialect.name == "sqlite":
+        for name in TRIGGERS:
+            bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+        bind.exec_driver_sql("DROP TABLE IF EXISTS case_search")
+    op.drop_index("ix_task_case", table_name="task")
+    op.create_index("ix_task_case", "task", list(CASE_INDEX), unique=False)
