@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -243,15 +244,36 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def _with_memberships(query: Any) -> sa.Select[Any]:
+    """``query`` (of app_user) with the (team key, role key) of each membership in its last two
+    columns: a row for each, or one row with two NULLs for a user who holds none."""
+    joined: sa.Select[Any] = (
+        query.add_columns(Team.key, Role.key)
+        .outerjoin(Membership, Membership.user_id == User.id)
+        .outerjoin(Team, Team.id == Membership.team_id)
+        .outerjoin(Role, Role.id == Membership.role_id)
+    )
+    return joined
+
+
+def _pairs(rows: Sequence[Any]) -> list[tuple[str, str]]:
+    return [(team, role) for *_, team, role in rows if team is not None and role is not None]
+
+
 def memberships(session: Session, user: User) -> list[tuple[str, str]]:
     """(team key, role key) pairs the user holds."""
-    rows = session.execute(
-        sa.select(Team.key, Role.key)
-        .join(Membership, Membership.team_id == Team.id)
-        .join(Role, Role.id == Membership.role_id)
-        .where(Membership.user_id == user.id)
+    return _pairs(
+        session.execute(_with_memberships(sa.select().select_from(User)).where(User.id == user.id)).all()
     )
-    return [(team, role) for team, role in rows]
+
+
+def active_user_with_memberships(session: Session, user_id: int) -> tuple[Any, list[tuple[str, str]]] | None:
+    """An active user's id, username, display name, qualified and employment, with the (team key,
+    role key) pairs they hold, in one statement (the web reads it on every request); None if there is
+    no such active user."""
+    person = sa.select(User.id, User.username, User.display_name, User.qualified, User.employment)
+    rows = session.execute(_with_memberships(person).where(User.id == user_id, User.active.is_(True))).all()
+    return (tuple(rows[0][:-2]), _pairs(rows)) if rows else None  # the user's columns, and the pairs
 
 
 def check_may_hold(

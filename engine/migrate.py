@@ -58,6 +58,18 @@ class TaskChange:
     changes: list[str] = field(default_factory=list)  # attributes of the step that differ
 
 
+def _task_change(task: Any, maps_to: Any, changes: list[str] | None = None) -> TaskChange:
+    """An open task, and the step of the target version it lands on (None: there is none)."""
+    spec = task.task_spec
+    return TaskChange(
+        element_id(spec),
+        element_name(spec) or element_id(spec),
+        STATE_WORDS.get(task.state, "open"),
+        element_id(maps_to) if maps_to is not None else None,
+        changes or [],
+    )
+
+
 @dataclass(frozen=True)
 class Precheck:
     instance_id: int
@@ -254,25 +266,18 @@ def _plan(
         if new is not None:
             # Inputs and outputs change whenever a neighbour does: not a change to this step.
             changed = sorted(a for a in spec_diff.comparisons.get(spec, []) if a not in ("inputs", "outputs"))
-        tasks.append(
-            TaskChange(
-                element_id(spec),
-                element_name(spec) or element_id(spec),
-                STATE_WORDS.get(task.state, "open"),
-                element_id(new) if new is not None else None,
-                changed,
-            )
-        )
+        change = _task_change(task, new, changed)
+        tasks.append(change)
         if new is None:
             reasons.append(
-                f"'{element_name(spec) or element_id(spec)}' is {STATE_WORDS.get(task.state, 'open')} and "
-                f"version {target.version} has no step '{element_id(spec)}' to move it to"
+                f"'{change.name}' is {change.state} and "
+                f"version {target.version} has no step '{change.element_id}' to move it to"
             )
         elif "typename" in changed or (task.state == TaskState.STARTED and "spec" in changed):
             # SpiffWorkflow's diff matches steps by shape as well as by id: an open task it would
             # land on another kind of element (a called process on a gateway) cannot go on there.
             reasons.append(
-                f"'{element_name(spec) or element_id(spec)}' is {STATE_WORDS.get(task.state, 'open')} and "
+                f"'{change.name}' is {change.state} and "
                 f"in version {target.version} its place is '{element_name(new) or element_id(new)}', "
                 "a different kind of step" + (" or another called process" if "spec" in changed else "")
             )
@@ -412,15 +417,7 @@ def _describe(
         spec = task.task_spec
         if not _visible(spec) or task.workflow.spec.name != target.key or task.workflow.spec is new:
             continue
-        mapped = new.task_specs.get(spec.name)
-        out.append(
-            TaskChange(
-                element_id(spec),
-                element_name(spec) or element_id(spec),
-                STATE_WORDS.get(task.state, "open"),
-                element_id(mapped) if mapped is not None else None,
-            )
-        )
+        out.append(_task_change(task, new.task_specs.get(spec.name)))
     return out
 
 

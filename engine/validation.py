@@ -222,6 +222,12 @@ def _check_task_spec(
     props = _properties(task_spec)
     element_id, element_name = _element(task_spec)
 
+    def refuse_unless_valid(source: str, mode: str, what: str) -> None:
+        """A finding ``what: why`` unless ``source`` passes the restricted evaluator's checks."""
+        problem = _syntax_problem(source, mode)
+        if problem:
+            add(f"{what}: {problem}", task_spec)
+
     if getattr(task_spec, "manual", False) and context.roles is not None:
         lane = getattr(task_spec, "lane", None)
         choices = ", ".join(sorted(set(context.roles.values())))
@@ -251,19 +257,13 @@ def _check_task_spec(
     for condition, _target in getattr(task_spec, "cond_task_specs", None) or []:
         expression = condition.args[0] if condition is not None and condition.args else None
         if isinstance(expression, str):
-            problem = _syntax_problem(expression, "eval")
-            if problem:
-                add(f"the condition {expression!r} is not a valid expression: {problem}", task_spec)
+            refuse_unless_valid(expression, "eval", f"the condition {expression!r} is not a valid expression")
 
     for attribute in ("script", "prescript", "postscript"):
         script = getattr(task_spec, attribute, None)
         if isinstance(script, str) and script.strip():
-            problem = _syntax_problem(script, "exec")
-            if problem:
-                label = {"script": "script", "prescript": "pre-script", "postscript": "post-script"}[
-                    attribute
-                ]
-                add(f"the {label} is refused: {problem}", task_spec)
+            label = {"script": "script", "prescript": "pre-script", "postscript": "post-script"}[attribute]
+            refuse_unless_valid(script, "exec", f"the {label} is refused")
 
     for expression in _timer_expressions(task_spec):
         problem = _timer_problem(expression)
@@ -273,9 +273,7 @@ def _check_task_spec(
     for name, value in props.items():
         is_expression = name in EXPRESSION_PROPERTIES or name.startswith(EXPRESSION_PROPERTY_PREFIXES)
         if is_expression and value.strip():
-            problem = _syntax_problem(value, "eval")
-            if problem:
-                add(f"the property {name} = {value!r} is not a valid expression: {problem}", task_spec)
+            refuse_unless_valid(value, "eval", f"the property {name} = {value!r} is not a valid expression")
     level = props.get("escalationLevel")
     if level is not None and level.strip() not in ("1", "2", "3"):
         add(
@@ -299,19 +297,16 @@ def _check_task_spec(
         for param, spec in (getattr(task_spec, "operation_params", None) or {}).items():
             given = spec.get("value") if isinstance(spec, dict) else None
             if isinstance(given, str) and given.strip():
-                problem = _syntax_problem(given, "eval")
-                if problem:
-                    add(f"the service task parameter {param} = {given!r} is refused: {problem}", task_spec)
+                refuse_unless_valid(
+                    given, "eval", f"the service task parameter {param} = {given!r} is refused"
+                )
 
     for attribute in ("cardinality", "condition", "completion_condition"):
         loop = getattr(task_spec, attribute, None)
         if isinstance(loop, str) and loop.strip():
-            problem = _syntax_problem(loop, "eval")
-            if problem:
-                add(
-                    f"the multi-instance {attribute.replace('_', ' ')} {loop!r} is refused: {problem}",
-                    task_spec,
-                )
+            refuse_unless_valid(
+                loop, "eval", f"the multi-instance {attribute.replace('_', ' ')} {loop!r} is refused"
+            )
 
 
 def _timer_expressions(task_spec: Any) -> list[str]:

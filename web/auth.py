@@ -17,7 +17,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 
-from engine.models import Membership, Role, Team, User
+from engine import directory
+from engine.models import User
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -59,25 +60,14 @@ class Person:
 
 
 def load_person(user_id: int) -> Person | None:
-    """The active user and their (team, role) memberships, in one statement: it runs on every request."""
     from . import engine_of
 
-    engine = engine_of(current_app)
-    with engine.db.read() as session:
-        rows = session.execute(
-            sa.select(
-                User.id, User.username, User.display_name, User.qualified, User.employment, Team.key, Role.key
-            )
-            .outerjoin(Membership, Membership.user_id == User.id)
-            .outerjoin(Team, Team.id == Membership.team_id)
-            .outerjoin(Role, Role.id == Membership.role_id)
-            .where(User.id == user_id, User.active.is_(True))
-        ).all()
-    if not rows:
+    with engine_of(current_app).db.read() as session:
+        found = directory.active_user_with_memberships(session, user_id)
+    if found is None:
         return None
-    first = rows[0]
-    memberships = [(team, role) for *_, team, role in rows if team is not None and role is not None]
-    return Person(first[0], first[1], first[2], first[3], first[4], memberships)
+    (uid, username, display_name, qualified, employment), memberships = found
+    return Person(uid, username, display_name, qualified, employment, memberships)
 
 
 @login_manager.user_loader

@@ -309,7 +309,15 @@ class Arm:
 
     conditions: list[Any]
     case: bool = False
-    case_among: Any = None  # the cases read, named on the case's join too (see of_cases)
+    case_on: list[Any] = field(default_factory=list)  # more conditions on the case's join (of_cases)
+
+    def _from(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """``query`` from the task table, with its case LEFT JOINed where the arm's rule reads it."""
+        if not self.case:
+            return query
+        return query.select_from(Task).outerjoin(
+            CaseRecord, sa.and_(CaseRecord.id == Task.case_id, *self.case_on)
+        )
 
     def rows(self, *conditions: Any) -> sa.Select[Any]:
         """The arm's tasks as page rows (with their case and holder: no second read by id)."""
@@ -318,9 +326,7 @@ class Arm:
     def count(self, *conditions: Any) -> sa.Select[Any]:
         """How many tasks the arm holds, counted up to COUNT_CAP + 1."""
         # SELECT 1, not the id (which no index holds): the index alone answers, no row is read.
-        query = sa.select(sa.literal_column("1"))
-        if self.case:
-            query = query.select_from(Task).outerjoin(CaseRecord, CaseRecord.id == Task.case_id)
+        query = self._from(sa.select(sa.literal_column("1")))
         counted = query.where(*self.conditions, *conditions).limit(COUNT_CAP + 1).subquery()
         return sa.select(sa.func.count()).select_from(counted)
 
@@ -334,7 +340,7 @@ class Arm:
         # Where the arm reads the case (the practitioner's rule), the same cases are named on the join:
         # PostgreSQL otherwise hashed every case of the service to join a few thousand.
         return Arm(
-            [among(Task.case_id), open_tasks(), hidden], case=self.case, case_among=among(CaseRecord.id)
+            [among(Task.case_id), open_tasks(), hidden], case=self.case, case_on=[among(CaseRecord.id)]
         )
 
     def all_rows(self, limit: int) -> sa.Select[Any]:
@@ -342,12 +348,7 @@ class Arm:
         ``limit`` of them as page rows, each with the number of them all in a last column, ``total``.
         One statement: the tasks are sorted and counted by id first, and only the page's rows are
         then joined to their case and holder."""
-        query = sa.select(Task.id, sa.func.count().over().label("total"))
-        if self.case:
-            joined = [CaseRecord.id == Task.case_id] + (
-                [self.case_among] if self.case_among is not None else []
-            )
-            query = query.select_from(Task).outerjoin(CaseRecord, sa.and_(*joined))
+        query = self._from(sa.select(Task.id, sa.func.count().over().label("total")))
         first = (
             query.where(*self.conditions)
             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at, Task.id)

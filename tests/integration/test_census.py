@@ -118,13 +118,20 @@ def assess_and_authorise(council: Council, case: str, outcome: str = "nfa") -> N
     )
 
 
+def closed_at_referral(council: Council, when: str, case: str, child: dict[str, Any]) -> str:
+    """Referred, then no further action at the referral: the letters, the feedback, closed."""
+    council.at(when)
+    referred = refer(council, case, child)
+    council.complete(
+        referred, "accept_referral", "tara.team", accept_referral=False, referral_nfa_reason="Seen"
+    )
+    outcome_letters(council, referred)
+    council.complete(referred, "ask_feedback", "sara.social", feedback=FEEDBACK)
+    return referred
+
+
 def eve_closed_before_the_year(council: Council) -> str:
-    council.at("2025-01-06 10:00")
-    eve = refer(council, "EVE-2025", EVE)
-    council.complete(eve, "accept_referral", "tara.team", accept_referral=False, referral_nfa_reason="Seen")
-    outcome_letters(council, eve)
-    council.complete(eve, "ask_feedback", "sara.social", feedback=FEEDBACK)
-    return eve
+    return closed_at_referral(council, "2025-01-06 10:00", "EVE-2025", EVE)
 
 
 def gus_across_the_year_start(council: Council) -> str:
@@ -198,12 +205,7 @@ def ben_enquiry_conference_and_plan(council: Council) -> str:
 
 
 def cara_no_further_action(council: Council) -> str:
-    council.at("2025-11-03 09:30")
-    cara = refer(council, "CARA-NFA", CARA)
-    council.complete(cara, "accept_referral", "tara.team", accept_referral=False, referral_nfa_reason="Seen")
-    outcome_letters(council, cara)
-    council.complete(cara, "ask_feedback", "sara.social", feedback=FEEDBACK)
-    return cara
+    return closed_at_referral(council, "2025-11-03 09:30", "CARA-NFA", CARA)
 
 
 def dan_open_on_31_march(council: Council) -> str:
