@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.db import Database
-from engine.models import User
+from engine.models import AuditEvent, CaseRecord, User
 from web import create_app
 from web.auth import hasher
 
@@ -116,3 +116,15 @@ def text_of(html: str) -> str:
     for entity, char in (("&#39;", "'"), ("&#x27;", "'"), ("&quot;", '"'), ("&amp;", "&")):
         words = words.replace(entity, char)
     return re.sub(r"\s+", " ", words)
+
+
+def views_of(engine: Engine, reference: str) -> list[tuple[str, dict[str, Any]]]:
+    """(who, what) of each view of the case's record written to the audit trail, oldest first."""
+    with engine.db.read() as session:
+        case_id = session.scalar(sa.select(CaseRecord.id).where(CaseRecord.reference == reference))
+        rows = session.execute(
+            sa.select(AuditEvent.actor, AuditEvent.data)
+            .where(AuditEvent.action == "case.viewed", AuditEvent.case_id == case_id)
+            .order_by(AuditEvent.seq)
+        )
+        return [(actor, data) for actor, data in rows]

@@ -6,26 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 
 from engine.clock import FakeClock
-from engine.core import Engine
-from engine.models import AuditEvent, CaseRecord
 from engine.seed import run_seed
-from tests.webapp.conftest import client_for, engine_of_app, page, text_of
-
-
-def views_of(engine: Engine, reference: str) -> list[tuple[str, dict[str, Any]]]:
-    with engine.db.read() as session:
-        case_id = session.scalar(sa.select(CaseRecord.id).where(CaseRecord.reference == reference))
-        rows = session.execute(
-            sa.select(AuditEvent.actor, AuditEvent.data)
-            .where(AuditEvent.action == "case.viewed", AuditEvent.case_id == case_id)
-            .order_by(AuditEvent.seq)
-        )
-        return [(actor, data) for actor, data in rows]
-
+from tests.webapp.conftest import client_for, engine_of_app, page, text_of, views_of
 
 # ------------------------------------------------------------------------ access
 

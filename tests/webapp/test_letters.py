@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 
 from engine.core import Engine
-from engine.models import AuditEvent, CaseRecord
-from tests.webapp.conftest import client_for, engine_of_app, page, text_of
+from tests.webapp.conftest import client_for, engine_of_app, page, text_of, views_of
 
 CONSENT = {"sought": True, "given": True}
 
@@ -59,14 +57,7 @@ def letter_link(html: str) -> str:
 
 
 def letter_views(engine: Engine, reference: str) -> list[tuple[str, dict[str, Any]]]:
-    with engine.db.read() as session:
-        case_id = session.scalar(sa.select(CaseRecord.id).where(CaseRecord.reference == reference))
-        rows = session.execute(
-            sa.select(AuditEvent.actor, AuditEvent.data)
-            .where(AuditEvent.action == "case.viewed", AuditEvent.case_id == case_id)
-            .order_by(AuditEvent.seq)
-        )
-        return [(actor, data) for actor, data in rows if data.get("page") == "letter"]
+    return [(actor, data) for actor, data in views_of(engine, reference) if data.get("page") == "letter"]
 
 
 def test_the_case_page_lists_the_letter_and_the_download_is_the_pdf(app: Flask) -> None:
